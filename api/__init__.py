@@ -1,0 +1,133 @@
+"""The API: `create_app(settings)` builds a Flask app; nothing connects at import time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable
+
+from flask import Flask, g, request
+from flask_smorest import Api
+from prometheus_client import Counter, Histogram
+from sqlalchemy import exc, orm
+from werkzeug.exceptions import HTTPException
+
+from api import errors
+from api.auth import AuthBackend, make_auth_backend
+from common.clock import utcnow
+from common.compute import make_driver
+from common.compute.base import ComputeDriver
+from common.db import is_outage, make_engine, make_session_factory
+from common.logging import clear
+from common.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024
+# Ids are opaque, but a NUL or a control character can reach no server: refuse it early.
+_ID = re.compile(r"^[^\x00-\x1f\x7f/]{1,255}$")
+
+REQUESTS = Counter(
+    "si_api_requests_total", "API requests answered", ["method", "endpoint", "status"]
+)
+LATENCY = Histogram(
+    "si_api_request_seconds",
+    "API request latency",
+    ["method", "endpoint"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class ServiceApi(Api):
+    """flask-smorest's Api, answering errors in the compatible body shape."""
+
+    def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
+        return errors.from_http_exception(error)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sessions: orm.sessionmaker[orm.Session] | None = None,
+    compute: ComputeDriver | None = None,
+    auth: AuthBackend | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> Flask:
+    app = Flask("scheduled_images")
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        API_TITLE="Scheduled Images",
+        API_VERSION="v2",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "components": {
+                "securitySchemes": {
+                    "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}
+                }
+            },
+            "security": [{"token": []}],
+        },
+    )
+    if sessions is None:
+        sessions = make_session_factory(make_engine(settings.database_url))
+    app.extensions["settings"] = settings
+    app.extensions["sessions"] = sessions
+    app.extensions["compute"] = compute or make_driver(settings, sessions)
+    app.extensions["auth"] = auth or make_auth_backend(settings)
+    app.extensions["clock"] = clock
+
+    api = ServiceApi(app)
+    # webargs answers 422 by default; the compatible API says 400.
+    api.ERROR_SCHEMA = None
+    from api import health, schedules
+
+    for blueprint in (schedules.blp, health.blp):
+        blueprint.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
+        api.register_blueprint(blueprint)
+    _install_request_hooks(app)
+    return app
+
+
+def _install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _check_request() -> None:
+        clear()
+        g.started = time.perf_counter()
+        for name in ("tenant_id", "server_id"):
+            value = (request.view_args or {}).get(name)
+            if value is not None and not _ID.match(value):
+                errors.abort(404, f"Specified {name} {value!r} is not valid.")
+        if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0:
+            needs_json = request.endpoint == "schedules.ServerSchedule"
+            if needs_json and request.mimetype != "application/json":
+                errors.abort(415, "Content-Type must be application/json")
+
+    @app.after_request
+    def _count(response):  # type: ignore[no-untyped-def]
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
+        if "started" in g:
+            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.errorhandler(exc.SQLAlchemyError)
+    def _database_error(error: exc.SQLAlchemyError):  # type: ignore[no-untyped-def]
+        if is_outage(error):
+            app.logger.warning("database unreachable: %s", error.__class__.__name__)
+            return errors.error_response(
+                503,
+                "The database is unavailable; retry later",
+                {"Retry-After": str(errors.RETRY_AFTER_S)},
+            )
+        app.logger.exception("database error")
+        return errors.error_response(500, "Internal error")
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):  # type: ignore[no-untyped-def]
+        if isinstance(error, HTTPException):
+            return errors.from_http_exception(error)
+        app.logger.exception("unexpected error")
+        return errors.error_response(500, "Internal error")

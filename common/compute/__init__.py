@@ -1,0 +1,28 @@
+"""Compute drivers behind one interface; `make_driver` picks the configured one."""
+
+from __future__ import annotations
+
+from sqlalchemy import orm
+
+from common.compute.base import ComputeDriver
+from common.settings import Settings
+
+
+def make_driver(settings: Settings, sessions: orm.sessionmaker[orm.Session]) -> ComputeDriver:
+    if settings.compute_driver == "openstack":
+        from common.compute.openstack import OpenStackDriver
+
+        return OpenStackDriver(
+            auth_url=settings.os_auth_url,
+            username=settings.os_username,
+            password=settings.os_password,
+            project_name=settings.os_project_name,
+            user_domain_name=settings.os_user_domain_name,
+            project_domain_name=settings.os_project_domain_name,
+            region_name=settings.os_region_name or None,
+            interface=settings.os_interface,
+            timeout=settings.compute_timeout_s,
+        )
+    from common.compute.simulated import SimulatedDriver
+
+    return SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)

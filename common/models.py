@@ -1,0 +1,107 @@
+"""The database tables, as SQLAlchemy 2 models; Alembic migrations create them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql
+
+
+class Base(orm.DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Schedule(Base):
+    """One per server: the server id is unique, so the database enforces the rule."""
+
+    __tablename__ = "schedules"
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    tenant_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    server_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False, unique=True)
+    server_name: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False, default="")
+    retention: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False)
+    # Monday=0 .. Sunday=6; NULL for a daily schedule.
+    day_of_week: orm.Mapped[int | None] = orm.mapped_column(sa.SmallInteger, nullable=True)
+    # Daily: seconds after 00:00 UTC; weekly: seconds after Monday 00:00 UTC.
+    slot_s: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False)
+    next_run_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    expected_duration_s: orm.Mapped[float] = orm.mapped_column(sa.Float, nullable=False)
+    server_gone_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False, default=_now
+    )
+    updated_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False, default=_now, onupdate=_now
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint("retention BETWEEN 1 AND 65535", name="retention_range"),
+        sa.CheckConstraint("day_of_week BETWEEN 0 AND 6", name="day_of_week_range"),
+        sa.CheckConstraint("slot_s >= 0 AND slot_s < 604800", name="slot_range"),
+        sa.Index("ix_schedules_tenant_server", "tenant_id", "server_id"),
+        sa.Index("ix_schedules_next_run_at", "next_run_at"),
+    )
+
+
+class ServiceSetting(Base):
+    """Settings operators change at run time (the in-flight cap), shared by every process."""
+
+    __tablename__ = "service_settings"
+
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
+    value: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+
+
+class SimServer(Base):
+    """A server of the simulated cloud."""
+
+    __tablename__ = "sim_servers"
+
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
+    tenant_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False, index=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    disk_gb: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False)
+    # A fault switched on for this server: create_error, image_error, image_hang, busy.
+    fault: orm.Mapped[str | None] = orm.mapped_column(sa.String(32), nullable=True)
+
+
+class SimImage(Base):
+    """An image of the simulated cloud; its status follows from its times and fate."""
+
+    __tablename__ = "sim_images"
+
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
+    tenant_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    server_id: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False, index=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    image_metadata: orm.Mapped[dict[str, str]] = orm.mapped_column(
+        "metadata", postgresql.JSONB, nullable=False
+    )
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    saving_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    done_at: orm.Mapped[dt.datetime] = orm.mapped_column(sa.DateTime(timezone=True), nullable=False)
+    # What the image becomes at done_at: ACTIVE, ERROR, or SAVING forever (a hang).
+    fate: orm.Mapped[str] = orm.mapped_column(sa.String(16), nullable=False)

@@ -1,0 +1,189 @@
+"""Test fixtures: a real PostgreSQL (the local server, else the embedded one) and the API
+served over a real socket."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from common import migrate
+from common.db import make_engine, make_session_factory
+from common.embedded import create_database, embedded_postgres_url
+from common.settings import Settings
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def _answers(url: str) -> bool:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _find_postgres() -> tuple[str, str]:
+    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
+    if _answers(url):
+        return url, f"PostgreSQL server at {sa.make_url(url).render_as_string()}"
+    state = Path(tempfile.gettempdir()) / "scheduled-images-test-state"
+    url = embedded_postgres_url(state, database="postgres")
+    return url, f"embedded PostgreSQL in {state / 'pg'} (nothing answered at {DEFAULT_ADMIN_URL})"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._si_pg = _find_postgres()  # type: ignore[attr-defined]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "database: " + config._si_pg[1]  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(pytestconfig: pytest.Config) -> str:
+    return pytestconfig._si_pg[0]  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A database of this test run's own, migrated to head, dropped at the end."""
+    name = f"si_test_{uuid.uuid4().hex[:12]}"
+    create_database(pg_admin_url, name)
+    url = sa.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    engine = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: sa.Engine):  # type: ignore[no-untyped-def]
+    """A session factory on clean tables."""
+    from common.models import Base
+
+    with engine.begin() as connection:
+        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "STATE_DIR": str(tmp_path / "state"),
+            "AUTH_TOKENS_FILE": str(tmp_path / "tokens.json"),
+            "SIM_SECONDS_PER_GB": "0.01",
+            "LOG_FORMAT": "text",
+        }
+    )
+
+
+@pytest.fixture
+def cloud(sessions, settings):  # type: ignore[no-untyped-def]
+    from common.compute.simulated import SimulatedDriver
+
+    return SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)
+
+
+@dataclasses.dataclass
+class Client:
+    """A tenant's view of the API over HTTP."""
+
+    base: str
+    token: str | None
+    tenant: str
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    def schedule_url(self, server_id: str, tenant: str | None = None) -> str:
+        return self.url(f"/v2/{tenant or self.tenant}/servers/{server_id}/rax-si-image-schedule")
+
+    def request(self, method: str, url: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
+        headers = kwargs.pop("headers", {})
+        if self.token is not None:
+            headers.setdefault("X-Auth-Token", self.token)
+        return requests.request(method, url, headers=headers, timeout=10, **kwargs)
+
+    def post_schedule(self, server_id: str, body: object, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
+        return self.request("POST", self.schedule_url(server_id), json=body, **kwargs)
+
+    def get_schedule(self, server_id: str) -> requests.Response:
+        return self.request("GET", self.schedule_url(server_id))
+
+    def delete_schedule(self, server_id: str) -> requests.Response:
+        return self.request("DELETE", self.schedule_url(server_id))
+
+    def as_token(self, token: str | None, tenant: str | None = None) -> Client:
+        return Client(self.base, token, tenant or self.tenant)
+
+
+class ServedApp:
+    """An app served on 127.0.0.1 by werkzeug in a thread: a real socket, stoppable."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.base = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def tokens(settings: Settings) -> dict[str, str]:
+    """Tokens for two tenants: alice (creator), bob (creator), olive (observer of A), root."""
+    from api.auth import add_token
+
+    table = {
+        "alice": ("tenant-a", ["creator"]),
+        "olive": ("tenant-a", ["observer"]),
+        "bob": ("tenant-b", ["creator"]),
+        "root": ("operators", ["admin"]),
+    }
+    for token, (tenant, roles) in table.items():
+        add_token(settings.auth_tokens_file, token, tenant, roles)
+    return {token: tenant for token, (tenant, _) in table.items()}
+
+
+@pytest.fixture
+def api_server(settings, sessions, tokens):  # type: ignore[no-untyped-def]
+    from api import create_app
+
+    served = ServedApp(create_app(settings, sessions=sessions))
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def alice(api_server) -> Client:  # type: ignore[no-untyped-def]
+    return Client(api_server.base, "alice", "tenant-a")
