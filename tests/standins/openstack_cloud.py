@@ -1,0 +1,922 @@
+"""A stand-in OpenStack (Keystone v3, Nova, Glance v2) served over HTTP on 127.0.0.1 for tests.
+
+It speaks just enough of each API for openstacksdk and keystoneauth to talk to it as to a real
+cloud: version discovery, password authentication with a service catalog, token validation,
+Nova's server GET and createImage action, Glance's image list (with property and `in:`
+filters and paging), GET and DELETE. Snapshots move queued → saving → active over a
+configurable time, and faults (error statuses, hangs, images that fail or never finish) can be
+switched on from the test. Every request is recorded so tests can count what went on the wire.
+
+    with OpenStackCloud() as cloud:
+        tenant = cloud.add_project("demo")
+        server_id = cloud.add_server(tenant, name="web-1")
+        token = cloud.issue_token(tenant, ["member"])
+        driver = OpenStackDriver(**cloud.admin_credentials)
+        identity = KeystoneAuth(**cloud.admin_credentials).authenticate(token)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+import flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+ADMIN_USER = "si-admin"
+ADMIN_PASSWORD = "si-admin-secret"
+ADMIN_PROJECT = "service"
+DEFAULT_DOMAIN = {"id": "default", "name": "Default"}
+NOVA_MAX_MICROVERSION = "2.96"
+# The task states real Nova goes through while it snapshots a server.
+SNAPSHOT_TASK_STATES = {"queued": "image_pending_upload", "saving": "image_uploading"}
+# List query parameters that are paging or sorting, not filters.
+GLANCE_LIST_CONTROLS = frozenset({"limit", "marker", "sort", "sort_key", "sort_dir"})
+GLANCE_MAX_LIMIT = 1000
+GLANCE_DEFAULT_LIMIT = 25
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """Keeps the stand-in's access log out of the test output; errors are still logged."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ManualClock:
+    """A clock (Unix seconds) that moves only when told: pass it as `clock=` to step time."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclasses.dataclass
+class Project:
+    id: str
+    name: str
+
+
+@dataclasses.dataclass
+class User:
+    id: str
+    name: str
+    password: str
+    project_id: str
+    roles: list[str]
+
+
+@dataclasses.dataclass
+class Token:
+    value: str
+    user_id: str
+    project_id: str
+    roles: list[str]
+    issued_at: float
+    expires_at: float
+
+
+@dataclasses.dataclass
+class CloudServer:
+    id: str
+    project_id: str
+    name: str
+    disk_gb: int = 20
+    # A task state set by the test (e.g. "resize_prep"); snapshots add their own on top.
+    task_state: str | None = None
+    created_at: float = 0.0
+
+
+@dataclasses.dataclass
+class CloudImage:
+    id: str
+    owner: str
+    name: str
+    created_at: float
+    properties: dict[str, str]
+    min_disk: int = 0
+    visibility: str = "private"
+    # Snapshot timeline: queued until queued_until, saving until done_at, then `outcome`.
+    queued_until: float = 0.0
+    done_at: float = 0.0
+    outcome: str = "active"  # "active", "killed" or "never" (stays saving)
+    status_override: str | None = None
+    deleted: bool = False
+
+    def status(self, now: float) -> str:
+        if self.deleted:
+            return "deleted"
+        if self.status_override:
+            return self.status_override
+        if now < self.queued_until:
+            return "queued"
+        if now < self.done_at or self.outcome == "never":
+            return "saving"
+        return self.outcome
+
+
+@dataclasses.dataclass
+class Fault:
+    """What a service answers instead of its normal response, for `remaining` requests."""
+
+    service: str
+    status: int | None = None
+    hang: bool = False
+    remaining: int | None = None  # None: until cleared
+    method: str | None = None
+    path_contains: str | None = None
+    include_discovery: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    service: str
+    method: str
+    path: str
+    query: dict[str, str]
+    discovery: bool
+    headers: dict[str, str]
+
+
+class OpenStackCloud:
+    """A small OpenStack in one process: start it, seed it, point the code under test at it."""
+
+    def __init__(
+        self,
+        *,
+        image_queued_seconds: float = 0.0,
+        image_saving_seconds: float = 0.0,
+        nova_max_microversion: str = NOVA_MAX_MICROVERSION,
+        hang_seconds: float = 10.0,
+        glance_max_limit: int = GLANCE_MAX_LIMIT,
+        snapshot_owner: str = "server",
+        region: str = "RegionOne",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.image_queued_seconds = image_queued_seconds
+        self.image_saving_seconds = image_saving_seconds
+        self.nova_max_microversion = nova_max_microversion
+        self.hang_seconds = hang_seconds
+        self.glance_max_limit = glance_max_limit
+        # Who owns a snapshot: "server" (the server's project, what the service expects) or
+        # "caller" (the project of the token that asked, what stock Nova does when an admin
+        # snapshots another project's server, since it creates the image with the caller's
+        # credentials).
+        assert snapshot_owner in {"server", "caller"}
+        self.snapshot_owner = snapshot_owner
+        self.region = region
+        self.clock = clock
+        self.projects: dict[str, Project] = {}
+        self.users: dict[str, User] = {}
+        self.tokens: dict[str, Token] = {}
+        self.servers: dict[str, CloudServer] = {}
+        self.images: dict[str, CloudImage] = {}
+        self.requests: list[RecordedRequest] = []
+        self._faults: list[Fault] = []
+        self._image_outcomes: list[str] = []
+        self._lock = threading.RLock()
+        self._release = threading.Event()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.admin_project_id = self.add_project(ADMIN_PROJECT)
+        self.add_user(ADMIN_USER, ADMIN_PASSWORD, self.admin_project_id, ["admin"])
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> OpenStackCloud:
+        self._release.clear()
+        self._server = make_server(
+            "127.0.0.1",
+            0,
+            self._make_app(),
+            threaded=True,
+            request_handler=_QuietRequestHandler,
+        )
+        self._thread = threading.Thread(
+            # A short poll keeps stop() quick: shutdown() waits up to one poll interval.
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="openstack-standin",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        # Hanging handlers wait on this event, so they end instead of outliving the test.
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> OpenStackCloud:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the cloud first"
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.url}/identity/v3"
+
+    @property
+    def admin_credentials(self) -> dict[str, str]:
+        """Keyword arguments for the service's admin user (with auth_url)."""
+        return {
+            "auth_url": self.auth_url,
+            "username": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+            "project_name": ADMIN_PROJECT,
+        }
+
+    # -- seeding --------------------------------------------------------------------------
+
+    def add_project(self, name: str | None = None, project_id: str | None = None) -> str:
+        project_id = project_id or uuid.uuid4().hex
+        with self._lock:
+            self.projects[project_id] = Project(project_id, name or f"project-{project_id[:8]}")
+        return project_id
+
+    def add_user(self, name: str, password: str, project_id: str, roles: Iterable[str]) -> str:
+        user_id = uuid.uuid4().hex
+        with self._lock:
+            self.users[user_id] = User(user_id, name, password, project_id, list(roles))
+        return user_id
+
+    def issue_token(
+        self, project_id: str, roles: Iterable[str], *, expires_in: float = 3600.0
+    ) -> str:
+        """A user token scoped to the project, as if the user had logged in."""
+        if project_id not in self.projects:
+            self.add_project(project_id=project_id)
+        user_id = self.add_user(
+            f"user-{secrets.token_hex(4)}", secrets.token_hex(8), project_id, roles
+        )
+        return self._issue(self.users[user_id], expires_in)
+
+    def revoke_token(self, token: str) -> None:
+        with self._lock:
+            self.tokens.pop(token, None)
+
+    def revoke_user_tokens(self, username: str) -> None:
+        """Revoke every token of the user (e.g. the service's own, to test re-login)."""
+        with self._lock:
+            ids = {u.id for u in self.users.values() if u.name == username}
+            for value in [v for v, t in self.tokens.items() if t.user_id in ids]:
+                del self.tokens[value]
+
+    def add_server(
+        self,
+        project_id: str,
+        name: str | None = None,
+        *,
+        server_id: str | None = None,
+        disk_gb: int = 20,
+        task_state: str | None = None,
+    ) -> str:
+        server_id = server_id or str(uuid.uuid4())
+        with self._lock:
+            if project_id not in self.projects:
+                self.add_project(project_id=project_id)
+            self.servers[server_id] = CloudServer(
+                server_id,
+                project_id,
+                name or f"server-{server_id[:8]}",
+                disk_gb,
+                task_state,
+                self.clock(),
+            )
+        return server_id
+
+    def delete_server(self, server_id: str) -> None:
+        with self._lock:
+            self.servers.pop(server_id, None)
+
+    def set_task_state(self, server_id: str, task_state: str | None) -> None:
+        with self._lock:
+            self.servers[server_id].task_state = task_state
+
+    def add_image(
+        self,
+        owner: str,
+        name: str = "manual",
+        *,
+        server_id: str | None = None,
+        properties: dict[str, str] | None = None,
+        status: str = "active",
+        created_at: float | None = None,
+        visibility: str = "private",
+    ) -> str:
+        """An image made outside the service (a manual snapshot, an upload, a public image)."""
+        props = dict(properties or {})
+        if server_id is not None:
+            props.setdefault("instance_uuid", server_id)
+            props.setdefault("image_type", "snapshot")
+        image = CloudImage(
+            id=str(uuid.uuid4()),
+            owner=owner,
+            name=name,
+            created_at=self.clock() if created_at is None else created_at,
+            properties=props,
+            visibility=visibility,
+            status_override=None if status == "active" else status,
+        )
+        with self._lock:
+            self.images[image.id] = image
+        return image.id
+
+    def set_image_status(self, image_id: str, status: str | None) -> None:
+        """Force an image's status (None: back to its timeline)."""
+        with self._lock:
+            self.images[image_id].status_override = status
+
+    def image_status(self, image_id: str) -> str:
+        with self._lock:
+            return self.images[image_id].status(self.clock())
+
+    def set_image_outcome(self, outcome: str, count: int = 1) -> None:
+        """The next `count` snapshots end `outcome`: "killed", or "never" finish."""
+        assert outcome in {"active", "killed", "never"}
+        with self._lock:
+            self._image_outcomes.extend([outcome] * count)
+
+    # -- faults and the wire record -------------------------------------------------------
+
+    def fault(
+        self,
+        service: str,
+        *,
+        status: int | None = None,
+        hang: bool = False,
+        times: int | None = None,
+        method: str | None = None,
+        path_contains: str | None = None,
+        include_discovery: bool = False,
+    ) -> None:
+        """Make `service` ("keystone", "nova", "glance") answer `status`, or hang, instead.
+
+        A hang lasts `hang_seconds` (or until stop()), past any sensible client timeout.
+        Version discovery is spared unless `include_discovery`, so a client gets as far as
+        the call the test is about.
+        """
+        assert service in {"keystone", "nova", "glance"}
+        assert status is not None or hang
+        with self._lock:
+            self._faults.append(
+                Fault(service, status, hang, times, method, path_contains, include_discovery)
+            )
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def count(
+        self,
+        service: str | None = None,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        include_discovery: bool = False,
+    ) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (service is None or r.service == service)
+                and (method is None or r.method == method)
+                and (path_contains is None or path_contains in r.path)
+                and (include_discovery or not r.discovery)
+            )
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _issue(self, user: User, expires_in: float) -> str:
+        now = self.clock()
+        token = Token(
+            secrets.token_urlsafe(32),
+            user.id,
+            user.project_id,
+            list(user.roles),
+            now,
+            now + expires_in,
+        )
+        with self._lock:
+            self.tokens[token.value] = token
+        return token.value
+
+    def _valid_token(self, value: str | None) -> Token | None:
+        with self._lock:
+            token = self.tokens.get(value or "")
+        if token is None or token.expires_at <= self.clock():
+            return None
+        return token
+
+    def _catalog(self) -> list[dict[str, Any]]:
+        def entry(service_type: str, name: str, url: str) -> dict[str, Any]:
+            return {
+                "id": uuid.uuid5(uuid.NAMESPACE_URL, url).hex,
+                "type": service_type,
+                "name": name,
+                "endpoints": [
+                    {
+                        "id": uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{interface}").hex,
+                        "interface": interface,
+                        "region": self.region,
+                        "region_id": self.region,
+                        "url": url,
+                    }
+                    for interface in ("public", "internal", "admin")
+                ],
+            }
+
+        return [
+            entry("identity", "keystone", f"{self.url}/identity"),
+            entry("compute", "nova", f"{self.url}/compute/v2.1"),
+            entry("image", "glance", f"{self.url}/image"),
+        ]
+
+    def _token_body(self, token: Token, catalog: bool = True) -> dict[str, Any]:
+        user = self.users[token.user_id]
+        project = self.projects[token.project_id]
+        body: dict[str, Any] = {
+            "methods": ["password"],
+            "user": {
+                "id": user.id,
+                "name": user.name,
+                "domain": DEFAULT_DOMAIN,
+                "password_expires_at": None,
+            },
+            "project": {"id": project.id, "name": project.name, "domain": DEFAULT_DOMAIN},
+            "roles": [
+                {"id": uuid.uuid5(uuid.NAMESPACE_OID, r).hex, "name": r} for r in token.roles
+            ],
+            "audit_ids": [secrets.token_urlsafe(16)],
+            "issued_at": iso(token.issued_at),
+            "expires_at": iso(token.expires_at),
+            "is_domain": False,
+        }
+        if catalog:
+            body["catalog"] = self._catalog()
+        return {"token": body}
+
+    def _next_outcome(self) -> str:
+        with self._lock:
+            return self._image_outcomes.pop(0) if self._image_outcomes else "active"
+
+    def _server_task_state(self, server: CloudServer, now: float) -> str | None:
+        if server.task_state:
+            return server.task_state
+        for image in self.images.values():
+            if image.properties.get("instance_uuid") == server.id:
+                state = SNAPSHOT_TASK_STATES.get(image.status(now))
+                if state and image.status_override is None:
+                    return state
+        return None
+
+    def _image_body(self, image: CloudImage, now: float) -> dict[str, Any]:
+        status = image.status(now)
+        done = status == "active"
+        body: dict[str, Any] = {
+            "id": image.id,
+            "name": image.name,
+            "status": status,
+            "visibility": image.visibility,
+            "protected": False,
+            "owner": image.owner,
+            "size": 1024**3 if done else None,
+            "virtual_size": None,
+            "checksum": "0" * 32 if done else None,
+            "min_ram": 0,
+            "min_disk": image.min_disk,
+            "disk_format": "qcow2" if done else None,
+            "container_format": "bare" if done else None,
+            "created_at": iso(image.created_at),
+            "updated_at": iso(max(image.created_at, min(now, image.done_at))),
+            "tags": [],
+            "self": f"/v2/images/{image.id}",
+            "file": f"/v2/images/{image.id}/file",
+            "schema": "/v2/schemas/image",
+            "os_hidden": False,
+            "os_hash_algo": None,
+            "os_hash_value": None,
+        }
+        # Glance puts user properties beside its own fields, never over them.
+        for key, value in image.properties.items():
+            body.setdefault(key, value)
+        return body
+
+    def _make_app(self) -> flask.Flask:
+        app = flask.Flask("openstack_standin")
+        app.url_map.strict_slashes = False
+        cloud = self
+
+        def service_of(path: str) -> str:
+            head = path.strip("/").split("/", 1)[0]
+            return {"identity": "keystone", "compute": "nova", "image": "glance"}.get(head, "")
+
+        def is_discovery(path: str) -> bool:
+            return path.rstrip("/") in {
+                "",
+                "/identity",
+                "/identity/v3",
+                "/compute",
+                "/compute/v2.1",
+                "/image",
+                "/image/v2",
+            }
+
+        @app.before_request
+        def record_and_fault() -> flask.Response | None:
+            path = flask.request.path
+            service = service_of(path)
+            discovery = is_discovery(path)
+            with cloud._lock:
+                cloud.requests.append(
+                    RecordedRequest(
+                        service,
+                        flask.request.method,
+                        path,
+                        dict(flask.request.args),
+                        discovery,
+                        dict(flask.request.headers),
+                    )
+                )
+                fault = next(
+                    (
+                        f
+                        for f in cloud._faults
+                        if f.service == service
+                        and (f.include_discovery or not discovery)
+                        and (f.method is None or f.method == flask.request.method)
+                        and (f.path_contains is None or f.path_contains in path)
+                    ),
+                    None,
+                )
+                if fault is not None and fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        cloud._faults.remove(fault)
+            if fault is None:
+                return None
+            if fault.hang:
+                cloud._release.wait(cloud.hang_seconds)
+                if fault.status is None:
+                    return error(service, 504, "The stand-in hung on purpose")
+            assert fault.status is not None
+            return error(service, fault.status, f"Fault switched on in the stand-in ({service})")
+
+        def error(service: str, status: int, message: str) -> flask.Response:
+            if service == "nova":
+                key = {
+                    400: "badRequest",
+                    403: "forbidden",
+                    404: "itemNotFound",
+                    409: "conflictingRequest",
+                }.get(status, "computeFault")
+                body: dict[str, Any] = {key: {"code": status, "message": message}}
+            elif service == "glance":
+                body = {"code": status, "title": str(status), "message": message}
+            else:
+                body = {"error": {"code": status, "title": str(status), "message": message}}
+            return flask.make_response(flask.jsonify(body), status)
+
+        def caller(service: str) -> Token | flask.Response:
+            token = cloud._valid_token(flask.request.headers.get("X-Auth-Token"))
+            if token is None:
+                return error(service, 401, "The request you have made requires authentication.")
+            return token
+
+        def is_admin(token: Token) -> bool:
+            return "admin" in token.roles
+
+        # -- Keystone ---------------------------------------------------------------------
+
+        def identity_version() -> dict[str, Any]:
+            return {
+                "id": "v3.14",
+                "status": "stable",
+                "updated": "2020-04-07T00:00:00Z",
+                "links": [{"rel": "self", "href": f"{cloud.url}/identity/v3/"}],
+                "media-types": [
+                    {
+                        "base": "application/json",
+                        "type": "application/vnd.openstack.identity-v3+json",
+                    }
+                ],
+            }
+
+        @app.get("/identity")
+        def identity_versions() -> flask.Response:
+            return flask.make_response(
+                flask.jsonify({"versions": {"values": [identity_version()]}}), 300
+            )
+
+        @app.get("/identity/v3")
+        def identity_v3() -> flask.Response:
+            return flask.jsonify({"version": identity_version()})
+
+        @app.post("/identity/v3/auth/tokens")
+        def issue_token() -> flask.Response:
+            auth = (flask.request.get_json(silent=True) or {}).get("auth") or {}
+            password = (auth.get("identity") or {}).get("password") or {}
+            wanted = password.get("user") or {}
+            with cloud._lock:
+                user = next(
+                    (
+                        u
+                        for u in cloud.users.values()
+                        if wanted.get("id") in (None, u.id)
+                        and wanted.get("name") in (None, u.name)
+                        and (wanted.get("id") or wanted.get("name"))
+                    ),
+                    None,
+                )
+            if user is None or wanted.get("password") != user.password:
+                return error("keystone", 401, "The request you have made requires authentication.")
+            scope = (auth.get("scope") or {}).get("project") or {}
+            project = cloud.projects[user.project_id]
+            if scope.get("id") not in (None, project.id) or scope.get("name") not in (
+                None,
+                project.name,
+            ):
+                return error("keystone", 401, "User has no access to the project")
+            value = cloud._issue(user, 3600.0)
+            response = flask.make_response(
+                flask.jsonify(cloud._token_body(cloud.tokens[value])), 201
+            )
+            response.headers["X-Subject-Token"] = value
+            return response
+
+        @app.get("/identity/v3/auth/tokens")
+        def validate_token() -> flask.Response:
+            token = caller("keystone")
+            if isinstance(token, flask.Response):
+                return token
+            if not {"admin", "service"} & set(token.roles):
+                return error("keystone", 403, "You are not authorized to validate tokens.")
+            subject = cloud._valid_token(flask.request.headers.get("X-Subject-Token"))
+            if subject is None:
+                return error("keystone", 404, "Could not find token.")
+            catalog = "nocatalog" not in flask.request.args
+            response = flask.jsonify(cloud._token_body(subject, catalog=catalog))
+            response.headers["X-Subject-Token"] = subject.value
+            return response
+
+        # -- Nova -------------------------------------------------------------------------
+
+        def compute_version() -> dict[str, Any]:
+            return {
+                "id": "v2.1",
+                "status": "CURRENT",
+                "version": cloud.nova_max_microversion,
+                "min_version": "2.1",
+                "updated": "2013-07-23T11:33:21Z",
+                "links": [{"rel": "self", "href": f"{cloud.url}/compute/v2.1/"}],
+            }
+
+        @app.get("/compute")
+        def compute_versions() -> flask.Response:
+            return flask.jsonify({"versions": [compute_version()]})
+
+        @app.get("/compute/v2.1")
+        def compute_v21() -> flask.Response:
+            return flask.jsonify({"version": compute_version()})
+
+        def microversion() -> tuple[int, int]:
+            header = flask.request.headers.get("OpenStack-API-Version", "")
+            value = header.split()[-1] if header.startswith("compute") else ""
+            value = value or flask.request.headers.get("X-OpenStack-Nova-API-Version", "2.1")
+            if value == "latest":
+                value = cloud.nova_max_microversion
+            major, minor = value.split(".")
+            return int(major), int(minor)
+
+        def nova_response(body: Any, status: int = 200) -> flask.Response:
+            response = flask.make_response(flask.jsonify(body), status)
+            major, minor = microversion()
+            response.headers["OpenStack-API-Version"] = f"compute {major}.{minor}"
+            response.headers["X-OpenStack-Nova-API-Version"] = f"{major}.{minor}"
+            return response
+
+        def find_server(token: Token, server_id: str) -> CloudServer | None:
+            server = cloud.servers.get(server_id)
+            if server is None or not (is_admin(token) or server.project_id == token.project_id):
+                return None
+            return server
+
+        @app.get("/compute/v2.1/servers/<server_id>")
+        def get_server(server_id: str) -> flask.Response:
+            token = caller("nova")
+            if isinstance(token, flask.Response):
+                return token
+            now = cloud.clock()
+            with cloud._lock:
+                server = find_server(token, server_id)
+                if server is None:
+                    return error("nova", 404, f"Instance {server_id} could not be found.")
+                task_state = cloud._server_task_state(server, now)
+            flavor: dict[str, Any] = {"id": "m1.small", "links": []}
+            if microversion() >= (2, 47):
+                # From 2.47 Nova embeds the flavor instead of linking to it.
+                flavor = {
+                    "original_name": "m1.small",
+                    "vcpus": 1,
+                    "ram": 2048,
+                    "disk": server.disk_gb,
+                    "ephemeral": 0,
+                    "swap": 0,
+                    "extra_specs": {},
+                }
+            body = {
+                "id": server.id,
+                "name": server.name,
+                "status": "ACTIVE",
+                "tenant_id": server.project_id,
+                "user_id": "u-" + server.project_id[:8],
+                "created": iso(server.created_at),
+                "updated": iso(now),
+                "metadata": {},
+                "addresses": {},
+                "links": [],
+                "flavor": flavor,
+                "image": {"id": "base-image", "links": []},
+                "OS-EXT-STS:task_state": task_state,
+                "OS-EXT-STS:vm_state": "active",
+                "OS-EXT-STS:power_state": 1,
+            }
+            return nova_response({"server": body})
+
+        @app.post("/compute/v2.1/servers/<server_id>/action")
+        def server_action(server_id: str) -> flask.Response:
+            token = caller("nova")
+            if isinstance(token, flask.Response):
+                return token
+            action = (flask.request.get_json(silent=True) or {}).get("createImage")
+            if not isinstance(action, dict) or not action.get("name"):
+                return error("nova", 400, "Only createImage with a name is supported here")
+            now = cloud.clock()
+            with cloud._lock:
+                server = find_server(token, server_id)
+                if server is None:
+                    return error("nova", 404, f"Instance {server_id} could not be found.")
+                task_state = cloud._server_task_state(server, now)
+                if task_state is not None:
+                    return error(
+                        "nova",
+                        409,
+                        f"Cannot 'createImage' instance {server_id} while it is in "
+                        f"task_state {task_state}",
+                    )
+                properties = {str(k): str(v) for k, v in (action.get("metadata") or {}).items()}
+                properties.update(
+                    instance_uuid=server.id,
+                    image_type="snapshot",
+                    base_image_ref="base-image",
+                    user_id=token.user_id,
+                )
+                queued_until = now + cloud.image_queued_seconds
+                image = CloudImage(
+                    id=str(uuid.uuid4()),
+                    owner=(
+                        server.project_id if cloud.snapshot_owner == "server" else token.project_id
+                    ),
+                    name=str(action["name"]),
+                    created_at=now,
+                    properties=properties,
+                    min_disk=server.disk_gb,
+                    queued_until=queued_until,
+                    done_at=queued_until + cloud.image_saving_seconds,
+                    outcome=cloud._next_outcome(),
+                )
+                cloud.images[image.id] = image
+            if microversion() >= (2, 45):
+                return nova_response({"image_id": image.id}, 202)
+            response = nova_response({}, 202)
+            response.headers["Location"] = f"{cloud.url}/image/v2/images/{image.id}"
+            return response
+
+        # -- Glance -----------------------------------------------------------------------
+
+        def image_versions() -> flask.Response:
+            values = [
+                {
+                    "id": f"v2.{minor}",
+                    "status": "CURRENT" if minor == 16 else "SUPPORTED",
+                    "links": [{"rel": "self", "href": f"{cloud.url}/image/v2/"}],
+                }
+                for minor in (16, 15, 9, 0)
+            ]
+            return flask.make_response(flask.jsonify({"versions": values}), 300)
+
+        app.add_url_rule("/image", "image_root", image_versions)
+        app.add_url_rule("/image/v2", "image_v2", image_versions)
+
+        def visible(token: Token, image: CloudImage) -> bool:
+            if image.deleted:
+                return False
+            return (
+                is_admin(token)
+                or image.owner == token.project_id
+                or image.visibility in ("public", "community")
+            )
+
+        def matches(body: dict[str, Any], key: str, wanted: str) -> bool:
+            value = body.get(key)
+            if value is None:
+                return False
+            if wanted.startswith("in:"):
+                return str(value) in wanted[3:].split(",")
+            return str(value).lower() == wanted.lower() if key == "status" else str(value) == wanted
+
+        @app.get("/image/v2/images")
+        def list_images() -> flask.Response:
+            token = caller("glance")
+            if isinstance(token, flask.Response):
+                return token
+            args = flask.request.args
+            try:
+                limit = min(int(args.get("limit", GLANCE_DEFAULT_LIMIT)), cloud.glance_max_limit)
+            except ValueError:
+                return error("glance", 400, "limit must be an integer")
+            filters = {k: v for k, v in args.items() if k not in GLANCE_LIST_CONTROLS}
+            now = cloud.clock()
+            with cloud._lock:
+                bodies = [
+                    cloud._image_body(image, now)
+                    for image in cloud.images.values()
+                    if visible(token, image)
+                ]
+            bodies = [b for b in bodies if all(matches(b, k, v) for k, v in filters.items())]
+            # Glance's default order: newest first, ties by id.
+            bodies.sort(key=lambda b: (b["created_at"], b["id"]), reverse=True)
+            marker = args.get("marker")
+            if marker:
+                ids = [b["id"] for b in bodies]
+                if marker not in ids:
+                    return error("glance", 400, f"marker {marker} could not be found")
+                bodies = bodies[ids.index(marker) + 1 :]
+            page = bodies[:limit]
+            result: dict[str, Any] = {
+                "images": page,
+                "first": "/v2/images",
+                "schema": "/v2/schemas/images",
+            }
+            if len(bodies) > limit:
+                query = {**filters, "limit": str(limit), "marker": page[-1]["id"]}
+                result["next"] = f"/v2/images?{urlencode(query)}"
+            return flask.jsonify(result)
+
+        @app.get("/image/v2/images/<image_id>")
+        def get_image(image_id: str) -> flask.Response:
+            token = caller("glance")
+            if isinstance(token, flask.Response):
+                return token
+            with cloud._lock:
+                image = cloud.images.get(image_id)
+                if image is None or not visible(token, image):
+                    return error("glance", 404, f"No image found with ID {image_id}")
+                return flask.jsonify(cloud._image_body(image, cloud.clock()))
+
+        @app.delete("/image/v2/images/<image_id>")
+        def delete_image(image_id: str) -> flask.Response:
+            token = caller("glance")
+            if isinstance(token, flask.Response):
+                return token
+            with cloud._lock:
+                image = cloud.images.get(image_id)
+                if image is None or not visible(token, image):
+                    return error("glance", 404, f"No image found with ID {image_id}")
+                if not (is_admin(token) or image.owner == token.project_id):
+                    return error("glance", 403, "You are not permitted to delete this image.")
+                image.deleted = True
+            return flask.make_response("", 204)
+
+        return app
