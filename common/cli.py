@@ -37,8 +37,9 @@ def _register() -> None:
     from common.db_cli import db
     from common.sim_cli import sim
     from common.up import up
+    from workers.cli import beat, worker
 
-    for command in (api_command, token, db, sim, up):
+    for command in (api_command, token, db, sim, up, worker, beat):
         cli.add_command(command)
     try:
         from scheduler.simulate import simulate

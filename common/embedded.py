@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import sqlalchemy as sa
 
+from common.settings import Settings
+
 log = logging.getLogger(__name__)
 
 SERVICE_DATABASE = "scheduled_images"
@@ -59,10 +61,13 @@ def embedded_redis_url(state_dir: Path) -> str:
     return f"redis+socket://{_handles[dbfile].socket_file}"
 
 
-def resolve_urls(settings):  # type: ignore[no-untyped-def]
+def resolve_urls(settings: Settings, broker: bool = False) -> Settings:
     """The settings with embedded servers filled in where no URL is configured."""
     changes = {}
     if not settings.database_url:
         changes["database_url"] = embedded_postgres_url(settings.state_dir)
         log.info("using the embedded PostgreSQL in %s", settings.state_dir / "pg")
+    if broker and not settings.broker_url:
+        changes["broker_url"] = embedded_redis_url(settings.state_dir)
+        log.info("using the embedded Redis in %s", settings.state_dir / "redis")
     return settings.replace(**changes) if changes else settings

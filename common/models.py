@@ -43,6 +43,10 @@ class Schedule(Base):
         sa.DateTime(timezone=True), nullable=False
     )
     expected_duration_s: orm.Mapped[float] = orm.mapped_column(sa.Float, nullable=False)
+    # Finished images behind expected_duration_s; zero while it is still the default.
+    duration_samples: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, nullable=False, default=0, server_default="0"
+    )
     server_gone_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )
@@ -105,3 +109,98 @@ class SimImage(Base):
     done_at: orm.Mapped[dt.datetime] = orm.mapped_column(sa.DateTime(timezone=True), nullable=False)
     # What the image becomes at done_at: ACTIVE, ERROR, or SAVING forever (a hang).
     fate: orm.Mapped[str] = orm.mapped_column(sa.String(16), nullable=False)
+
+
+# Run states. In flight: a place under the cap is held.
+PENDING = "pending"
+ADMITTED = "admitted"
+CREATING = "creating"
+SAVING = "saving"
+DONE = "done"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+SKIPPED = "skipped"
+CANCELLED = "cancelled"
+IN_FLIGHT = (ADMITTED, CREATING, SAVING)
+FINAL = (DONE, FAILED, TIMED_OUT, SKIPPED, CANCELLED)
+RUN_STATES = (PENDING, *IN_FLIGHT, *FINAL)
+
+
+class Run(Base):
+    """One image of one server: for a schedule and period (unique), or run now by hand."""
+
+    __tablename__ = "runs"
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    schedule_id: orm.Mapped[int | None] = orm.mapped_column(
+        sa.BigInteger, sa.ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True
+    )
+    tenant_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    server_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    # "schedule" runs are unique per server and period; "manual" ones (run now) are not.
+    trigger: orm.Mapped[str] = orm.mapped_column(sa.String(16), nullable=False)
+    period: orm.Mapped[dt.date] = orm.mapped_column(sa.Date, nullable=False)
+    weekly: orm.Mapped[bool] = orm.mapped_column(sa.Boolean, nullable=False)
+    scheduled_for: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(16), nullable=False, default=PENDING)
+    image_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64), nullable=True)
+    # Set, and committed, before an image is asked for: the image's name carries it, so a
+    # redelivered task finds an image made before a crash instead of making a second one.
+    attempt_stamp: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger, nullable=True)
+    attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False, default=0)
+    error: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False, default=_now
+    )
+    # A pending run is not admitted before this (back-off after a failure or a busy server).
+    not_before: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    # A pending run not started by then is skipped: its period has passed.
+    start_by: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    admitted_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    started_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    finished_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    # In flight and no message seen working on it past this: the tick publishes it again.
+    lease_until: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    # An attempt still running past this times out and frees its place.
+    deadline_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in RUN_STATES) + ")", name="state_known"
+        ),
+        sa.CheckConstraint("trigger IN ('schedule', 'manual')", name="trigger_known"),
+        # The rule "at most one scheduled image per schedule and period", kept by the database.
+        sa.Index(
+            "uq_runs_server_period",
+            "server_id",
+            "period",
+            unique=True,
+            postgresql_where=sa.text("trigger = 'schedule'"),
+        ),
+        # And "at most one image in progress per server".
+        sa.Index(
+            "uq_runs_server_in_flight",
+            "server_id",
+            unique=True,
+            postgresql_where=sa.text("state IN ('admitted', 'creating', 'saving')"),
+        ),
+        sa.Index("ix_runs_state_not_before", "state", "not_before"),
+        sa.Index("ix_runs_server_created", "server_id", "id"),
+        sa.Index("ix_runs_finished_at", "finished_at"),
+    )

@@ -34,6 +34,12 @@ SETTINGS: tuple[Setting, ...] = (
         "COMPUTE_DRIVER", "simulated", "`simulated` (a cloud kept in the database) or `openstack`."
     ),
     Setting("SIM_SECONDS_PER_GB", "0.5", "Simulated cloud: seconds an image takes per GB of disk."),
+    Setting(
+        "SIM_SLOW_CREATE_S",
+        "5",
+        "Simulated cloud: seconds the `slow_create` fault holds "
+        "a create call after the image exists.",
+    ),
     Setting("OS_AUTH_URL", "", "openstack driver and keystone auth: Keystone v3 URL."),
     Setting("OS_USERNAME", "", "openstack driver and keystone auth: service user."),
     Setting("OS_PASSWORD", "", "openstack driver and keystone auth: service password."),
@@ -64,6 +70,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TICK_INTERVAL_S", "5", "Seconds between scheduler ticks."),
     Setting("RETRY_ATTEMPTS", "3", "Attempts at an image before its run fails."),
     Setting("RETRY_DELAY_S", "3600", "Seconds between attempts at a failed image."),
+    Setting(
+        "LEASE_S",
+        "60",
+        "Seconds a run being created may go unseen before its task is "
+        "published again (bounds how long a killed worker holds a place).",
+    ),
+    Setting("POLL_INTERVAL_S", "15", "Seconds between checks of an image in progress."),
+    Setting(
+        "BUSY_RETRY_S", "300", "Seconds a run waits when its server is busy with another image."
+    ),
     Setting("RUN_TIMEOUT_S", "21600", "Seconds after which a run still in flight times out."),
     Setting("RUN_HISTORY_DAYS", "30", "Days that finished runs are kept."),
     Setting("SERVER_GONE_GRACE_S", "604800", "Seconds a schedule of a vanished server is kept."),
@@ -118,6 +134,7 @@ class Settings:
     state_dir: Path
     compute_driver: str
     sim_seconds_per_gb: float
+    sim_slow_create_s: float
     os_auth_url: str
     os_username: str
     os_password: str
@@ -135,6 +152,9 @@ class Settings:
     tick_interval_s: float
     retry_attempts: int
     retry_delay_s: int
+    lease_s: float
+    poll_interval_s: float
+    busy_retry_s: float
     run_timeout_s: int
     run_history_days: int
     server_gone_grace_s: int
@@ -154,6 +174,7 @@ class Settings:
             state_dir=state_dir,
             compute_driver=_choice(env, "COMPUTE_DRIVER", ("simulated", "openstack")),
             sim_seconds_per_gb=_float(env, "SIM_SECONDS_PER_GB"),
+            sim_slow_create_s=_float(env, "SIM_SLOW_CREATE_S"),
             os_auth_url=_str(env, "OS_AUTH_URL"),
             os_username=_str(env, "OS_USERNAME"),
             os_password=_str(env, "OS_PASSWORD"),
@@ -171,6 +192,9 @@ class Settings:
             tick_interval_s=_float(env, "TICK_INTERVAL_S"),
             retry_attempts=_int(env, "RETRY_ATTEMPTS", low=1),
             retry_delay_s=_int(env, "RETRY_DELAY_S"),
+            lease_s=_float(env, "LEASE_S"),
+            poll_interval_s=_float(env, "POLL_INTERVAL_S"),
+            busy_retry_s=_float(env, "BUSY_RETRY_S"),
             run_timeout_s=_int(env, "RUN_TIMEOUT_S", low=1),
             run_history_days=_int(env, "RUN_HISTORY_DAYS", low=1),
             server_gone_grace_s=_int(env, "SERVER_GONE_GRACE_S"),

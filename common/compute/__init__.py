@@ -25,4 +25,9 @@ def make_driver(settings: Settings, sessions: orm.sessionmaker[orm.Session]) -> 
         )
     from common.compute.simulated import SimulatedDriver
 
-    return SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)
+    return SimulatedDriver(
+        sessions,
+        seconds_per_gb=settings.sim_seconds_per_gb,
+        timeout_s=settings.compute_timeout_s,
+        slow_create_s=settings.sim_slow_create_s,
+    )

@@ -8,6 +8,7 @@ status is not stored but follows from its times: QUEUED until `saving_at`, SAVIN
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -31,7 +32,11 @@ from common.compute.base import (
 from common.db import transaction
 from common.models import SimImage, SimServer
 
-FAULTS = ("create_error", "image_error", "image_hang", "busy")
+# create_error: the create call fails; image_error: the image ends in ERROR; image_hang: it
+# never finishes; busy: the server has an image of its own in progress; slow_create: the call
+# returns only after a pause, though the image already exists (a crash window to test);
+# create_hang: the call hangs until the client's timeout.
+FAULTS = ("create_error", "image_error", "image_hang", "busy", "slow_create", "create_hang")
 # A little time in QUEUED before SAVING, as a real cloud shows.
 QUEUED_SHARE = 0.1
 
@@ -42,10 +47,14 @@ class SimulatedDriver(ComputeDriver):
         sessions: orm.sessionmaker[orm.Session],
         seconds_per_gb: float = 0.5,
         clock: Callable[[], dt.datetime] = utcnow,
+        timeout_s: float = 30.0,
+        slow_create_s: float = 5.0,
     ) -> None:
         self._sessions = sessions
         self._seconds_per_gb = seconds_per_gb
         self._clock = clock
+        self._timeout_s = timeout_s
+        self._slow_create_s = slow_create_s
 
     # -- the driver interface -------------------------------------------------------------
 
@@ -58,6 +67,11 @@ class SimulatedDriver(ComputeDriver):
     def create_image(
         self, tenant_id: str, server_id: str, name: str, metadata: dict[str, str]
     ) -> str:
+        with self._sessions() as session:
+            fault = self._server_row(session, tenant_id, server_id).fault
+        if fault == "create_hang":
+            time.sleep(self._timeout_s)
+            raise ComputeError(f"the compute API did not answer in {self._timeout_s:g}s")
         with transaction(self._sessions) as session:
             # The row lock makes "busy?" and "start an image" one step across processes.
             row = self._server_row(session, tenant_id, server_id, lock=True)
@@ -80,7 +94,9 @@ class SimulatedDriver(ComputeDriver):
                 fate=fate,
             )
             session.add(image)
-            return image.id
+        if fault == "slow_create":
+            time.sleep(self._slow_create_s)
+        return image.id
 
     def get_image(self, tenant_id: str, image_id: str) -> Image:
         found = self.get_images(tenant_id, [image_id])

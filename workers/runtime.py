@@ -1,0 +1,46 @@
+"""What a task reaches: settings, sessions, the cloud and the clock, built once per process.
+
+Built lazily and rebuilt after a fork, so that no database connection is shared between a
+prefork parent and its children.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Callable
+
+from sqlalchemy import orm
+
+from common.clock import utcnow
+from common.compute import make_driver
+from common.compute.base import ComputeDriver
+from common.db import make_engine, make_session_factory
+from common.settings import Settings
+
+
+@dataclasses.dataclass
+class Runtime:
+    settings: Settings
+    sessions: orm.sessionmaker[orm.Session]
+    compute: ComputeDriver
+    clock: Callable[[], dt.datetime] = utcnow
+
+
+_settings: Settings | None = None
+_runtime: tuple[int, Runtime] | None = None
+
+
+def configure(settings: Settings) -> None:
+    global _settings, _runtime
+    _settings, _runtime = settings, None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        settings = _settings or Settings.from_env()
+        sessions = make_session_factory(make_engine(settings.database_url, pool_size=2))
+        _runtime = (os.getpid(), Runtime(settings, sessions, make_driver(settings, sessions)))
+    return _runtime[1]

@@ -1,0 +1,238 @@
+"""The steps of a run, as the tasks perform them: start an image, check images, prune.
+
+Each step loads runs, calls the cloud, and saves, guarding every change with the state it
+expects, so that a step repeated by a redelivered or republished message does nothing new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from common.compute.base import (
+    ACTIVE,
+    ERROR,
+    ComputeError,
+    ServerBusy,
+    ServerNotFound,
+)
+from common.db import transaction
+from common.images import image_metadata, image_name, images_to_delete, is_scheduled_image_of
+from common.logging import log_context
+from common.models import (
+    ADMITTED,
+    CANCELLED,
+    CREATING,
+    DONE,
+    FAILED,
+    PENDING,
+    SAVING,
+    TIMED_OUT,
+    Run,
+    Schedule,
+)
+from workers.runtime import Runtime
+
+log = logging.getLogger("scheduled_images.workers")
+
+# Weight of the newest image in a server's expected duration.
+DURATION_WEIGHT = 0.3
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a step leaves for the caller to publish once its changes are committed."""
+
+    prune: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (tenant, server)
+    freed: int = 0
+
+
+def start_image(rt: Runtime, run_id: int) -> Outcome:
+    """Create the run's image, once: the id is recorded before anything else happens."""
+    outcome = Outcome()
+    now = rt.clock()
+    # Step one, committed on its own: the attempt's stamp, which the image's name carries.
+    with transaction(rt.sessions) as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        if run is None or run.state not in (ADMITTED, CREATING):
+            return outcome
+        if run.state == ADMITTED:
+            run.state = CREATING
+            run.attempts += 1
+            run.attempt_stamp = int(now.timestamp())
+            run.started_at = run.started_at or now
+        run.lease_until = now + dt.timedelta(seconds=rt.settings.lease_s)
+    # Step two holds the run's row lock across the create call: a duplicate message for
+    # the same run waits here, then finds the recorded image id and does nothing.
+    with transaction(rt.sessions) as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        if run is None or run.state != CREATING:
+            return outcome
+        with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
+            if run.image_id is None:
+                _create_or_find(rt, session, run, outcome)
+            if run.state == CREATING and run.image_id is not None:
+                run.state = SAVING
+                run.lease_until = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
+    return outcome
+
+
+def _create_or_find(rt: Runtime, session: orm.Session, run: Run, outcome: Outcome) -> None:
+    schedule = session.get(Schedule, run.schedule_id) if run.schedule_id else None
+    server_name = schedule.server_name if schedule else run.server_id
+    name = image_name(run.weekly, server_name, run.attempt_stamp or 0)
+    now = rt.clock()
+    try:
+        existing = [
+            image
+            for image in rt.compute.list_server_images(run.tenant_id, run.server_id)
+            if image.name == name and is_scheduled_image_of(image, run.server_id)
+        ]
+        if existing:
+            run.image_id = existing[0].id
+            log.info("found the image made before a restart", extra={"image_id": run.image_id})
+            return
+        run.image_id = rt.compute.create_image(
+            run.tenant_id, run.server_id, name, image_metadata(run.server_id)
+        )
+        log.info("image requested", extra={"image_id": run.image_id, "image_name": name})
+    except ServerNotFound:
+        _end(run, CANCELLED, now, "the server no longer exists")
+        if schedule is not None and schedule.server_gone_at is None:
+            schedule.server_gone_at = now
+        outcome.freed += 1
+        log.warning("server gone; run cancelled and schedule stopped")
+    except ServerBusy as error:
+        run.attempts -= 1
+        _back_to_waiting(
+            run,
+            now + dt.timedelta(seconds=rt.settings.busy_retry_s),
+            f"waiting: the server is busy with another image ({error})",
+        )
+        outcome.freed += 1
+        log.info("server busy; run waits", extra={"retry_at": run.not_before.isoformat()})
+    except ComputeError as error:
+        _attempt_failed(rt, run, now, f"create failed: {error}", outcome)
+
+
+def check_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
+    """Look at the images of runs that are saving, many per call, and settle the finished."""
+    outcome = Outcome()
+    with transaction(rt.sessions) as session:
+        runs = list(
+            session.scalars(
+                sa.select(Run)
+                .where(Run.id.in_(run_ids), Run.tenant_id == tenant_id, Run.state == SAVING)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if not runs:
+            return outcome
+        try:
+            images = rt.compute.get_images(tenant_id, [r.image_id for r in runs if r.image_id])
+        except ComputeError as error:
+            log.warning(
+                "could not check images; the next tick retries", extra={"error": str(error)}
+            )
+            return outcome
+        now = rt.clock()
+        for run in runs:
+            with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
+                image = images.get(run.image_id or "")
+                if image is not None and image.status == ACTIVE:
+                    _end(run, DONE, now, None)
+                    _learn_duration(session, run, now)
+                    outcome.prune.append((run.tenant_id, run.server_id))
+                    outcome.freed += 1
+                    log.info("image active", extra={"image_id": run.image_id})
+                elif image is None or image.status == ERROR:
+                    why = "the image ended in ERROR" if image else "the image disappeared"
+                    _attempt_failed(rt, run, now, why, outcome)
+                elif run.deadline_at is not None and now > run.deadline_at:
+                    _end(
+                        run,
+                        TIMED_OUT,
+                        now,
+                        "timed out: the image did not finish before the run's deadline",
+                    )
+                    outcome.prune.append((run.tenant_id, run.server_id))
+                    outcome.freed += 1
+                    log.warning("run timed out", extra={"image_id": run.image_id})
+                else:
+                    run.lease_until = now + dt.timedelta(seconds=rt.settings.poll_interval_s)
+    return outcome
+
+
+def prune_server(rt: Runtime, tenant_id: str, server_id: str) -> int:
+    """Apply the server's current retention; returns how many images were deleted."""
+    with rt.sessions() as session:
+        retention = session.scalar(
+            sa.select(Schedule.retention).where(
+                Schedule.server_id == server_id, Schedule.tenant_id == tenant_id
+            )
+        )
+    if retention is None:
+        return 0
+    deleted = 0
+    with log_context(tenant_id=tenant_id, server_id=server_id):
+        images = rt.compute.list_server_images(tenant_id, server_id)
+        for image in images_to_delete(images, server_id, retention):
+            try:
+                rt.compute.delete_image(tenant_id, image.id)
+                deleted += 1
+            except ComputeError as error:
+                # Already gone is fine; anything else is retried after the next run.
+                log.info("image not deleted", extra={"image_id": image.id, "error": str(error)})
+        if deleted:
+            log.info("retention applied", extra={"deleted": deleted, "retention": retention})
+    return deleted
+
+
+def _attempt_failed(rt: Runtime, run: Run, now: dt.datetime, why: str, outcome: Outcome) -> None:
+    outcome.freed += 1
+    if run.attempts >= rt.settings.retry_attempts:
+        _end(run, FAILED, now, f"{why} (attempt {run.attempts} of {rt.settings.retry_attempts})")
+        outcome.prune.append((run.tenant_id, run.server_id))
+        log.warning("run failed", extra={"error": why, "attempts": run.attempts})
+        return
+    retry_at = now + dt.timedelta(seconds=rt.settings.retry_delay_s * run.attempts)
+    _back_to_waiting(run, retry_at, f"{why} (attempt {run.attempts}); retrying")
+    # A retry may start after the usual window, but not past the run's own deadline.
+    run.start_by = max(run.start_by, retry_at + dt.timedelta(seconds=rt.settings.poll_interval_s))
+    log.warning("attempt failed; retrying", extra={"error": why, "retry_at": retry_at.isoformat()})
+
+
+def _back_to_waiting(run: Run, not_before: dt.datetime, why: str) -> None:
+    run.state = PENDING
+    run.not_before = not_before
+    run.image_id = None
+    run.attempt_stamp = None
+    run.lease_until = None
+    run.deadline_at = None
+    run.error = why
+
+
+def _end(run: Run, state: str, now: dt.datetime, error: str | None) -> None:
+    run.state = state
+    run.finished_at = now
+    run.lease_until = None
+    if error is not None:
+        run.error = error
+
+
+def _learn_duration(session: orm.Session, run: Run, now: dt.datetime) -> None:
+    if run.schedule_id is None or run.attempt_stamp is None:
+        return
+    schedule = session.get(Schedule, run.schedule_id, with_for_update=True)
+    if schedule is None:
+        return
+    observed = max(now.timestamp() - run.attempt_stamp, 1.0)
+    if schedule.duration_samples == 0:
+        schedule.expected_duration_s = observed
+    else:
+        schedule.expected_duration_s += DURATION_WEIGHT * (observed - schedule.expected_duration_s)
+    schedule.duration_samples += 1

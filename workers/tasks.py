@@ -1,0 +1,142 @@
+"""The Celery tasks: thin edges that call the scheduler and the run steps, then publish.
+
+Every change is committed before the message that follows from it is published, and every
+task can run twice without doing anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import exc
+
+from common.db import transaction
+from common.runtime_settings import inflight_cap
+from scheduler import tick as ticking
+from scheduler.admission import admit_waiting_runs
+from workers import steps
+from workers.celery_app import app
+from workers.runtime import Runtime, runtime
+
+log = logging.getLogger("scheduled_images.workers")
+
+# A database that is restarting answers again within seconds; ride it out instead of failing.
+DB_RETRY = {
+    "autoretry_for": (exc.OperationalError, exc.InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": None,
+}
+POLL_BATCH = 100
+TICK_BUDGET_S = 20.0
+
+
+@app.task(name="si.tick", **DB_RETRY)
+def tick() -> dict:
+    """Due schedules become runs; waiting runs are admitted; lost messages are published."""
+    rt = runtime()
+    started = time.monotonic()
+    made = 0
+    while time.monotonic() - started < TICK_BUDGET_S:
+        with transaction(rt.sessions) as session:
+            batch = ticking.materialize_due_runs(session, rt.clock())
+        made += batch
+        if batch == 0:
+            break
+    now = rt.clock()
+    with transaction(rt.sessions) as session:
+        ticking.skip_missed_runs(session, now)
+        ticking.cancel_orphaned_runs(session, now)
+        timed_out = ticking.time_out_runs(session, now)
+        ticking.trim_history(session, now, rt.settings.run_history_days)
+        ticking.remove_gone_schedules(session, now, rt.settings.server_gone_grace_s)
+    with transaction(rt.sessions) as session:
+        again = ticking.take_expired_leases(
+            session, rt.clock(), rt.settings.lease_s, rt.settings.poll_interval_s
+        )
+    admitted = admit_and_publish(rt)
+    publish_creates(again.create)
+    publish_polls(again.poll)
+    publish_prunes(timed_out)
+    summary = {
+        "runs_made": made,
+        "admitted": len(admitted),
+        "republished": len(again.create),
+        "polls": len(again.poll),
+        "timed_out": len(timed_out),
+    }
+    if any(summary.values()):
+        log.info("tick", extra=summary)
+    return summary
+
+
+@app.task(name="si.create_image", **DB_RETRY)
+def create_image(run_id: int) -> None:
+    rt = runtime()
+    outcome = steps.start_image(rt, run_id)
+    _follow_up(rt, outcome)
+
+
+@app.task(name="si.check_images", **DB_RETRY)
+def check_images(tenant_id: str, run_ids: list[int]) -> None:
+    rt = runtime()
+    outcome = steps.check_images(rt, tenant_id, run_ids)
+    _follow_up(rt, outcome)
+
+
+@app.task(name="si.prune_server", **DB_RETRY)
+def prune_server(tenant_id: str, server_id: str) -> None:
+    steps.prune_server(runtime(), tenant_id, server_id)
+
+
+def _follow_up(rt: Runtime, outcome: steps.Outcome) -> None:
+    publish_prunes(outcome.prune)
+    if outcome.freed:
+        # A freed place is filled now rather than at the next tick.
+        admit_and_publish(rt)
+
+
+def admit_and_publish(rt: Runtime) -> list[int]:
+    with transaction(rt.sessions) as session:
+        cap = inflight_cap(session, rt.settings.inflight_cap)
+        admitted = admit_waiting_runs(
+            session, cap, rt.clock(), rt.settings.lease_s, rt.settings.run_timeout_s
+        )
+    publish_creates(admitted)
+    return admitted
+
+
+def publish_creates(run_ids: Iterable[int]) -> None:
+    ids = list(run_ids)
+    if not ids:
+        return
+    with app.producer_or_acquire() as producer:
+        for run_id in ids:
+            create_image.apply_async((run_id,), producer=producer)
+
+
+def publish_polls(runs: Iterable[tuple[str, int]]) -> None:
+    by_tenant: dict[str, list[int]] = defaultdict(list)
+    for tenant_id, run_id in runs:
+        by_tenant[tenant_id].append(run_id)
+    if not by_tenant:
+        return
+    with app.producer_or_acquire() as producer:
+        for tenant_id, ids in by_tenant.items():
+            for start in range(0, len(ids), POLL_BATCH):
+                check_images.apply_async(
+                    (tenant_id, ids[start : start + POLL_BATCH]), producer=producer
+                )
+
+
+def publish_prunes(servers: Iterable[tuple[str, str]]) -> None:
+    unique = sorted(set(servers))
+    if not unique:
+        return
+    with app.producer_or_acquire() as producer:
+        for tenant_id, server_id in unique:
+            prune_server.apply_async((tenant_id, server_id), producer=producer)
