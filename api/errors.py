@@ -22,6 +22,8 @@ KINDS = {
     500: "computeFault",
     503: "serviceUnavailable",
 }
+# The key of any other status.
+FALLBACK_KIND = "error"
 
 RETRY_AFTER_S = 5
 
@@ -45,7 +47,7 @@ def unavailable(what: str) -> NoReturn:
 
 def error_response(code: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     status = 400 if code == 422 else code
-    kind = KINDS.get(status, "error")
+    kind = KINDS.get(status, FALLBACK_KIND)
     response = jsonify({kind: {"message": message, "code": status}})
     response.status_code = status
     for name, value in (headers or {}).items():

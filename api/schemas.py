@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from api.errors import FALLBACK_KIND, KINDS
 from common.days import DAY_NAMES, day_number
 
 MAX_RETENTION = 65535
@@ -112,4 +113,126 @@ class PageArgs(ma.Schema):
         load_default=None,
         validate=validate.Length(min=1, max=255),
         metadata={"description": "The last item of the previous page."},
+    )
+
+
+class ErrorDetail(ma.Schema):
+    message = fields.String(required=True)
+    code = fields.Integer(required=True)
+
+
+# Every error is answered as {"<kind>": {"message", "code"}} (api/errors.py), one kind a body;
+# the document names each kind so that clients and the fuzz tests can check the answer.
+ErrorBody = ma.Schema.from_dict(
+    {kind: fields.Nested(ErrorDetail) for kind in sorted({*KINDS.values(), FALLBACK_KIND})},
+    name="ErrorBody",
+)
+
+
+class RunOut(ma.Schema):
+    id = fields.Integer(required=True)
+    trigger = fields.String(
+        required=True, metadata={"description": "`schedule`, or `manual` for a run now."}
+    )
+    scheduled_for = fields.String(required=True)
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    state = fields.String(
+        required=True,
+        metadata={
+            "enum": [
+                "pending",
+                "admitted",
+                "creating",
+                "saving",
+                "done",
+                "failed",
+                "timed_out",
+                "skipped",
+                "cancelled",
+            ]
+        },
+    )
+    image_id = fields.String(allow_none=True)
+    attempts = fields.Integer(required=True)
+    error = fields.String(allow_none=True)
+
+
+class RunsResponse(ma.Schema):
+    runs = fields.List(fields.Nested(RunOut), required=True)
+    runs_links = fields.List(fields.Nested(Link))
+
+
+class RunResponse(ma.Schema):
+    run = fields.Nested(RunOut, required=True)
+
+
+class RunPageArgs(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=1000),
+        metadata={"description": "Runs per page, 1 to 1000."},
+    )
+    marker = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=2**62),
+        metadata={"description": "The id of the last run of the previous page."},
+    )
+
+
+class CapIn(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    inflight_cap = StrictInteger(
+        required=True,
+        validate=validate.Range(min=1, max=1_000_000),
+        metadata={"description": "Most image creations in flight across the cloud."},
+    )
+
+
+class CapOut(ma.Schema):
+    inflight_cap = fields.Integer(required=True)
+    in_flight = fields.Integer(required=True)
+
+
+class AdminRunOut(RunOut):
+    tenant_id = fields.String(required=True)
+    server_id = fields.String(required=True)
+
+
+class AdminRunsResponse(ma.Schema):
+    runs = fields.List(fields.Nested(AdminRunOut), required=True)
+    runs_links = fields.List(fields.Nested(Link))
+
+
+class AdminRunsArgs(RunPageArgs):
+    state = fields.String(
+        load_default=None,
+        validate=validate.OneOf(
+            [
+                "pending",
+                "admitted",
+                "creating",
+                "saving",
+                "done",
+                "failed",
+                "timed_out",
+                "skipped",
+                "cancelled",
+            ]
+        ),
+        metadata={"description": "Only runs in this state."},
+    )
+
+
+class RunsSummary(ma.Schema):
+    by_state = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    in_flight = fields.Integer(required=True)
+    inflight_cap = fields.Integer(required=True)
+    oldest_waiting_s = fields.Float(
+        allow_none=True, metadata={"description": "Age of the oldest run waiting to start."}
     )

@@ -1,0 +1,112 @@
+"""The tenant API's runs (extension): a server's history, and running its schedule now."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import authorize_tenant
+from api.context import cloud, now, sessions
+from api.errors import abort, unavailable
+from api.schemas import RunPageArgs, RunResponse, RunsResponse
+from common import runs
+from common.clock import iso_z
+from common.compute.base import ComputeError, ServerNotFound
+from common.db import transaction
+from common.logging import bind
+from common.models import FINAL, Run
+
+blp = Blueprint(
+    "runs",
+    __name__,
+    url_prefix="/v2/<tenant_id>/servers/<server_id>/rax-si-image-schedule",
+    description="A server's scheduled runs (extension).",
+)
+
+
+def run_body(run: Run) -> dict:
+    def when(moment):  # type: ignore[no-untyped-def]
+        return None if moment is None else iso_z(moment)
+
+    return {
+        "id": run.id,
+        "trigger": run.trigger,
+        "scheduled_for": when(run.scheduled_for),
+        "started_at": when(run.started_at),
+        "finished_at": when(run.finished_at),
+        "state": run.state,
+        "image_id": run.image_id,
+        "attempts": run.attempts,
+        "error": run.error,
+    }
+
+
+def _check_server(tenant_id: str, server_id: str) -> None:
+    try:
+        cloud().get_server(tenant_id, server_id)
+    except ServerNotFound:
+        abort(404, f"Specified instance {server_id} could not be found.")
+    except ComputeError:
+        unavailable("The compute API")
+
+
+@blp.before_request
+def _authorize() -> None:
+    from flask import request
+
+    args = request.view_args or {}
+    authorize_tenant(args.get("tenant_id", ""), write=request.method not in ("GET", "HEAD"))
+    bind(tenant_id=args.get("tenant_id"), server_id=args.get("server_id"))
+
+
+@blp.route("/runs")
+class ServerRuns(MethodView):
+    @blp.arguments(RunPageArgs, location="query")
+    @blp.response(200, RunsResponse)
+    def get(self, args: dict, tenant_id: str, server_id: str) -> dict:
+        """The server's recent runs, newest first."""
+        with sessions()() as session:
+            rows = runs.server_runs(session, tenant_id, server_id, args["limit"], args["marker"])
+        if not rows and args["marker"] is None:
+            _check_server(tenant_id, server_id)
+        body: dict = {"runs": [run_body(r) for r in rows]}
+        if len(rows) == args["limit"]:
+            href = url_for(
+                ".ServerRuns",
+                tenant_id=tenant_id,
+                server_id=server_id,
+                limit=args["limit"],
+                marker=rows[-1].id,
+                _external=True,
+            )
+            body["runs_links"] = [{"rel": "next", "href": href}]
+        return body
+
+    @blp.response(202, RunResponse)
+    def post(self, tenant_id: str, server_id: str) -> dict:
+        """Run the schedule now, once. It waits its turn under the cap like any run.
+
+        Asking again while such a run has not finished answers that same run.
+        """
+        with transaction(sessions()) as session:
+            waiting = session.scalar(
+                sa.select(Run)
+                .where(
+                    Run.tenant_id == tenant_id,
+                    Run.server_id == server_id,
+                    Run.trigger == "manual",
+                    Run.state.not_in(FINAL),
+                )
+                .order_by(Run.id.desc())
+                .limit(1)
+            )
+            try:
+                run = waiting or runs.request_run(session, tenant_id, server_id, now())
+            except runs.NoSchedule:
+                run = None
+        if run is None:
+            _check_server(tenant_id, server_id)
+            abort(404, f"Image schedule does not exist for server {server_id}")
+        return {"run": run_body(run)}

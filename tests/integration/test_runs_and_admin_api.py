@@ -1,0 +1,130 @@
+"""The runs extension and the operator API over a real socket."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.db import transaction
+from common.models import Run
+
+
+@pytest.fixture
+def server_a(cloud) -> str:  # type: ignore[no-untyped-def]
+    return cloud.add_servers("tenant-a", 1)[0]
+
+
+def runs_url(client, server: str) -> str:  # type: ignore[no-untyped-def]
+    return client.schedule_url(server) + "/runs"
+
+
+def test_run_now_needs_a_schedule(alice, server_a) -> None:
+    answer = alice.request("POST", runs_url(alice, server_a))
+    assert answer.status_code == 404
+    assert answer.json()["itemNotFound"]["message"] == (
+        f"Image schedule does not exist for server {server_a}"
+    )
+    unknown = alice.request("POST", runs_url(alice, "nope"))
+    assert unknown.status_code == 404
+    assert "Specified instance nope" in unknown.json()["itemNotFound"]["message"]
+
+
+def test_run_now_is_queued_once_and_listed(alice, server_a, sessions) -> None:
+    alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
+    first = alice.request("POST", runs_url(alice, server_a))
+    assert first.status_code == 202, first.text
+    run = first.json()["run"]
+    assert run["state"] == "pending"
+    assert run["trigger"] == "manual"
+    assert run["attempts"] == 0
+    assert run["image_id"] is None
+    # Asking again while it waits answers the same run, not a second image.
+    again = alice.request("POST", runs_url(alice, server_a))
+    assert again.json()["run"]["id"] == run["id"]
+
+    listed = alice.request("GET", runs_url(alice, server_a))
+    assert listed.status_code == 200
+    assert [r["id"] for r in listed.json()["runs"]] == [run["id"]]
+    assert set(listed.json()["runs"][0]) == {
+        "id",
+        "trigger",
+        "scheduled_for",
+        "started_at",
+        "finished_at",
+        "state",
+        "image_id",
+        "attempts",
+        "error",
+    }
+
+
+def test_runs_paginate_newest_first(alice, server_a, sessions) -> None:
+    alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
+    ids = []
+    for _ in range(5):
+        ids.append(alice.request("POST", runs_url(alice, server_a)).json()["run"]["id"])
+        with transaction(sessions) as session:  # finish it so the next POST makes a new one
+            session.get(Run, ids[-1]).state = "done"
+    seen, url = [], runs_url(alice, server_a) + "?limit=2"
+    while url:
+        body = alice.request("GET", url).json()
+        seen += [r["id"] for r in body["runs"]]
+        url = body.get("runs_links", [{}])[0].get("href")
+    assert seen == sorted(ids, reverse=True)
+    assert alice.request("GET", runs_url(alice, server_a) + "?marker=x").status_code == 400
+
+
+def test_runs_are_private_to_the_tenant(alice, server_a, cloud) -> None:
+    alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
+    alice.request("POST", runs_url(alice, server_a))
+    bob = alice.as_token("bob", "tenant-b")
+    # Bob on his own path sees nothing of alice's server; on hers he is refused.
+    mine = bob.request("GET", bob.schedule_url(server_a) + "/runs")
+    assert mine.status_code == 404
+    theirs = bob.request("GET", runs_url(alice, server_a))
+    assert theirs.status_code == 403
+    observer = alice.as_token("olive")
+    assert observer.request("GET", runs_url(alice, server_a)).status_code == 200
+    assert observer.request("POST", runs_url(alice, server_a)).status_code == 403
+
+
+def test_admin_reads_and_sets_the_cap(alice) -> None:
+    root = alice.as_token("root")
+    assert alice.request("GET", alice.url("/admin/v1/cap")).status_code == 403
+    cap = root.request("GET", root.url("/admin/v1/cap"))
+    assert cap.json() == {"inflight_cap": 50, "in_flight": 0}
+    changed = root.request("PUT", root.url("/admin/v1/cap"), json={"inflight_cap": 7})
+    assert changed.status_code == 200
+    assert changed.json()["inflight_cap"] == 7
+    assert root.request("GET", root.url("/admin/v1/cap")).json()["inflight_cap"] == 7
+    for bad in (
+        {"inflight_cap": 0},
+        {"inflight_cap": "7"},
+        {"inflight_cap": 7.0},
+        {},
+        [],
+        {"inflight_cap": 7, "x": 1},
+    ):
+        answer = root.request("PUT", root.url("/admin/v1/cap"), json=bad)
+        assert answer.status_code == 400, bad
+    assert root.request("GET", root.url("/admin/v1/cap")).json()["inflight_cap"] == 7
+
+
+def test_admin_runs_by_state_and_summary(alice, server_a, cloud) -> None:
+    root = alice.as_token("root")
+    [server_b] = cloud.add_servers("tenant-b", 1)
+    bob = alice.as_token("bob", "tenant-b")
+    alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
+    bob.post_schedule(server_b, {"image_schedule": {"retention": 2}})
+    alice.request("POST", runs_url(alice, server_a))
+    bob.request("POST", runs_url(bob, server_b))
+    pending = root.request("GET", root.url("/admin/v1/runs?state=pending")).json()["runs"]
+    assert {(r["tenant_id"], r["server_id"]) for r in pending} == {
+        ("tenant-a", server_a),
+        ("tenant-b", server_b),
+    }
+    assert root.request("GET", root.url("/admin/v1/runs?state=done")).json()["runs"] == []
+    assert root.request("GET", root.url("/admin/v1/runs?state=nope")).status_code == 400
+    summary = root.request("GET", root.url("/admin/v1/runs/summary")).json()
+    assert summary["by_state"]["pending"] == 2
+    assert summary["in_flight"] == 0
+    assert summary["oldest_waiting_s"] >= 0
