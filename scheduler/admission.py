@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql
 
 from common.models import ADMITTED, IN_FLIGHT, PENDING, Run
 
@@ -79,7 +80,7 @@ def admit_waiting_runs(
     if picked:
         session.execute(
             sa.update(Run)
-            .where(Run.id.in_(picked))
+            .where(Run.id == sa.any_(sa.cast(picked, postgresql.ARRAY(sa.BigInteger))))
             .values(
                 state=ADMITTED,
                 admitted_at=now,

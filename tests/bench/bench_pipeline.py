@@ -1,0 +1,253 @@
+"""Benchmark of the image pipeline: the tick turning due schedules into runs and published
+messages, beside Celery's raw publish rate to the same Redis in the same run; then the
+end-to-end rate of finished images on the simulated cloud with real worker processes.
+
+    python -m tests.bench.bench_pipeline [--sizes 10000,100000] [--images 300] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+
+from common import migrate
+from common.compute.simulated import SimulatedDriver
+from common.db import make_engine, make_session_factory
+from common.embedded import create_database, embedded_postgres_url
+from common.models import Run, Schedule
+from common.settings import Settings
+from tests.support.processes import RedisServer, ServiceProcess, wait_for
+
+ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def fresh_database(workdir: Path) -> tuple[str, str]:
+    """A new database on the local PostgreSQL, else on an embedded one."""
+    name = f"si_bench_{uuid.uuid4().hex[:8]}"
+    admin = ADMIN_URL
+    try:
+        create_database(admin, name)
+    except sa.exc.OperationalError:
+        admin = embedded_postgres_url(workdir, database="postgres")
+        create_database(admin, name)
+    url = sa.make_url(admin).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return admin, url
+
+
+def drop_database(admin: str, url: str) -> None:
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        name = sa.make_url(url).database
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def raw_publish_rate(app, count: int, broker: redis.Redis, batch: int = 0) -> float:  # type: ignore[no-untyped-def]
+    """No-op tasks published as fast as Celery goes: one round trip each, or pipelined."""
+    noop = app.tasks["si.bench.noop"]
+    started = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        if batch:
+            with producer.batch(max_size=batch):
+                for index in range(count):
+                    noop.apply_async((index,), producer=producer)
+        else:
+            for index in range(count):
+                noop.apply_async((index,), producer=producer)
+    elapsed = time.perf_counter() - started
+    broker.delete("bench")
+    return count / elapsed
+
+
+def seed_due_schedules(engine: sa.Engine, count: int) -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "tenant_id": f"t{i % 500}",
+            "server_id": f"bench-{uuid.uuid4()}",
+            "server_name": "b",
+            "retention": 3,
+            "day_of_week": None if i % 3 else i % 7,
+            "slot_s": 3600 + i % 7 * 86400 if i % 3 == 0 else 3600,
+            "next_run_at": now - dt.timedelta(seconds=5),
+            "expected_duration_s": 600.0,
+            "duration_samples": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(count)
+    ]
+    with engine.begin() as connection:
+        connection.execute(sa.delete(Run))
+        connection.execute(sa.delete(Schedule))
+        for start in range(0, count, 20000):
+            connection.execute(sa.insert(Schedule), rows[start : start + 20000])
+
+
+def bench_tick(url: str, broker_url: str, sizes: list[int], raw_count: int) -> list[str]:
+    from workers import tasks
+    from workers.celery_app import app, configure
+
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": url,
+            "BROKER_URL": broker_url,
+            "INFLIGHT_CAP": "10000000",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    configure(settings, broker_url)
+
+    @app.task(name="si.bench.noop", queue="bench")
+    def noop(index: int) -> None:  # pragma: no cover - never consumed
+        pass
+
+    broker = redis.Redis.from_url(broker_url)
+    engine = make_engine(url)
+    lines = []
+    raw = raw_publish_rate(app, raw_count, broker)
+    lines.append(
+        f"raw Celery publish, no-op tasks, apply_async one by one: {raw:,.0f} msg/s "
+        f"({raw_count:,} messages)"
+    )
+    piped = raw_publish_rate(app, raw_count, broker, batch=tasks.PUBLISH_BATCH)
+    lines.append(
+        f"raw Celery publish, no-op tasks, producer.batch({tasks.PUBLISH_BATCH}): "
+        f"{piped:,.0f} msg/s"
+    )
+    for size in sizes:
+        seed_due_schedules(engine, size)
+        broker.delete("create")
+        started = time.perf_counter()
+        summary = tasks.tick.run()
+        while summary["runs_made"] < size or summary["admitted"] < size:
+            more = tasks.tick.run()
+            summary = {k: summary[k] + more[k] for k in summary}
+            if not more["runs_made"] and not more["admitted"]:
+                break
+        elapsed = time.perf_counter() - started
+        published = broker.llen("create")
+        with engine.connect() as connection:
+            runs = connection.scalar(sa.select(sa.func.count()).select_from(Run))
+        rate = size / elapsed
+        lines.append(
+            f"tick, {size:>7,} due schedules: {elapsed:6.2f} s, {runs:,} runs, "
+            f"{published:,} create messages, {rate:,.0f} runs/s, "
+            f"ratio to raw publish {rate / raw:.2f} (to pipelined raw {rate / piped:.2f})"
+            + ("   (target: < 2 s)" if size == 10000 else "")
+        )
+        broker.delete("create")
+    engine.dispose()
+    return lines
+
+
+def bench_end_to_end(
+    url: str, redis_server: RedisServer, images: int, workers: int, workdir: Path
+) -> str:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.delete(Run))
+        connection.execute(sa.delete(Schedule))
+    sessions = make_session_factory(engine)
+    cloud = SimulatedDriver(sessions)
+    servers = cloud.add_servers("bench", images, disk_gb=10)
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(Schedule),
+            [
+                {
+                    "tenant_id": "bench",
+                    "server_id": s,
+                    "server_name": "b",
+                    "retention": 1,
+                    "day_of_week": None,
+                    "slot_s": 3600,
+                    "next_run_at": now,
+                    "expected_duration_s": 60.0,
+                    "duration_samples": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for s in servers
+            ],
+        )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "BROKER_URL": redis_server.url,
+        "TICK_INTERVAL_S": "0.5",
+        "POLL_INTERVAL_S": "0.5",
+        "SIM_SECONDS_PER_GB": "0.05",
+        "INFLIGHT_CAP": "100",
+        "LOG_LEVEL": "WARNING",
+        "STATE_DIR": str(workdir),
+    }
+    processes = [
+        ServiceProcess(["worker", "--concurrency", "2"], env, workdir / f"w{i}.log")
+        for i in range(workers)
+    ]
+    processes.append(
+        ServiceProcess(
+            ["beat", "--schedule-file", str(workdir / "beat")], env, workdir / "beat.log"
+        )
+    )
+
+    def finished() -> int:
+        with engine.connect() as connection:
+            return connection.scalar(
+                sa.select(sa.func.count()).select_from(Run).where(Run.state == "done")
+            )
+
+    started = time.perf_counter()
+    try:
+        wait_for(lambda: finished() >= images, 600, "the images", interval=0.2)
+        elapsed = time.perf_counter() - started
+    finally:
+        for process in processes:
+            process.stop()
+        engine.dispose()
+    return (
+        f"end to end: {images} images (0.5 s each in the cloud, cap 100) with {workers} "
+        f"worker process(es) x 2: {elapsed:.1f} s, {images / elapsed:.1f} images/s"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--raw", type=int, default=20000)
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    workdir = Path(tempfile.mkdtemp(prefix="si-bench-pipeline-"))
+    admin, url = fresh_database(workdir)
+    redis_server = RedisServer(workdir / "redis")
+    redis_server.start()
+    print("== pipeline benchmark ==", flush=True)
+    try:
+        for line in bench_tick(url, redis_server.url, sizes, args.raw):
+            print(line, flush=True)
+        if args.images:
+            print(
+                bench_end_to_end(url, redis_server, args.images, args.workers, workdir), flush=True
+            )
+    finally:
+        redis_server.stop()
+        drop_database(admin, url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
