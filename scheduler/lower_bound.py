@@ -1,0 +1,100 @@
+"""The lowest peak in flight any plan could have for a fleet, with its reason in words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.days import DAY_NAMES
+from common.slots import DAY_S, SPILL_S, WEEK_S
+from scheduler.load_profile import DAILY, as_day_array
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    """The bound, the average load (one of its reasons) and an explanation for operators."""
+
+    value: float
+    average: float
+    explanation: str
+
+
+def _run_bound(work_s: float, durations: np.ndarray, span_s: float) -> float:
+    """Lowest P with P * span + (the P longest durations) >= work.
+
+    Work that must start inside a stretch of `span_s` seconds either runs inside it, under a
+    peak of P, or runs past its end; only runs in flight at the end can, at most P of them,
+    and each carries at most its own duration past it.
+    """
+    longest = np.concatenate(([0.0], np.cumsum(np.sort(durations)[::-1])))
+
+    def shortfall(peak: float) -> float:
+        whole = min(int(peak), durations.size)
+        beyond = longest[whole]
+        if whole < durations.size:
+            beyond += (peak - whole) * (longest[whole + 1] - longest[whole])
+        return work_s - peak * span_s - beyond
+
+    low, high = 0.0, work_s / span_s
+    if shortfall(low) <= 0:
+        return 0.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        if shortfall(mid) > 0:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def lower_bound(
+    day_of_week: np.ndarray | list[int | None], duration_s: np.ndarray | list[float]
+) -> LowerBound:
+    """The lowest peak any plan could have (real-valued; the instantaneous count is an integer,
+    so no plan does better than its ceiling).
+
+    Two reasons bound it: the average load over the week (every daily run seven times, every
+    weekly run once), and, for each run of consecutive days, the weekly work that must start
+    inside their joint window (from 12:00 the day before the first to 12:00 the day after the
+    last) together with the daily work that falls inside it, over the time the window lasts.
+    """
+    days = as_day_array(day_of_week)
+    durations = np.asarray(duration_s, dtype=np.float64)
+    daily = days == DAILY
+    daily_work_per_day = float(durations[daily].sum())
+    average = (7 * daily_work_per_day + float(durations[~daily].sum())) / WEEK_S
+    best, reason = average, None
+    by_day = [durations[days == day] for day in range(7)]
+    for first in range(7):
+        for count in range(1, 7):
+            members = [by_day[(first + i) % 7] for i in range(count)]
+            weekly = np.concatenate(members)
+            if weekly.size == 0:
+                continue
+            span_s = count * DAY_S + 2 * SPILL_S
+            work = float(weekly.sum()) + daily_work_per_day * span_s / DAY_S
+            bound = _run_bound(work, weekly, span_s)
+            if bound > best:
+                best, reason = bound, (first, count, weekly.size, float(weekly.sum()), span_s)
+    lines = [
+        f"average load: {average:.1f} in flight "
+        f"({(7 * daily_work_per_day + durations[~daily].sum()) / 3600:.0f} image-hours "
+        f"over the 168 hours of the week)"
+    ]
+    if reason is None:
+        lines.append("no run of popular days asks for more than the average")
+    else:
+        first, count, n, work, span_s = reason
+        last = (first + count - 1) % 7
+        days_text = DAY_NAMES[first].title() + ("" if count == 1 else f"–{DAY_NAMES[last].title()}")
+        before = DAY_NAMES[(first - 1) % 7].title()
+        after = DAY_NAMES[(last + 1) % 7].title()
+        lines.append(
+            f"{days_text}: {n} weekly images ({work / 3600:.0f} image-hours) must start "
+            f"between {before} 12:00 and {after} 12:00 UTC, a window of {span_s / 3600:.0f} h "
+            f"that also holds {daily_work_per_day * span_s / DAY_S / 3600:.0f} image-hours of "
+            f"daily images; at most one run per place in flight at its end can carry work past "
+            f"it, so the peak is at least {best:.1f}"
+        )
+    return LowerBound(value=best, average=average, explanation="; ".join(lines))

@@ -1,0 +1,214 @@
+"""How much weekly work could stay on its chosen day under a cap: a small LP over the week.
+
+Schedules are grouped by day and by duration class; the LP chooses how many of each group start
+in each hour (evenly over its minutes), daily groups the same on every day, weekly groups on
+their day or in their window's edges, so that the load at every quarter hour stays under the cap,
+and keeps as many weekly schedules on their day as it can. Counting schedules rather than work, it
+spills the longest ones first: moving one long run frees the most room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from scheduler.load_profile import DAILY, as_day_array, duration_bins
+
+HOURS = 168
+SAMPLE_MIN = 15  # the LP bounds the load at instants this many minutes apart
+PER_HOUR = 60 // SAMPLE_MIN
+ROWS = HOURS * PER_HOUR
+WEEKLY_CLASSES = 12
+DAILY_CLASSES = 6
+
+
+@dataclass(frozen=True)
+class OnDayLimit:
+    """The LP's answer: the share of weekly schedules it keeps on their day, and per group."""
+
+    share: float
+    cap: float  # the cap the LP met: the one asked for, or the lowest it could reach
+    feasible: bool  # whether the asked cap could be met at all at hourly resolution
+    weekly_class: np.ndarray  # duration class of each weekly schedule (-1 for daily ones)
+    daily_class: np.ndarray  # duration class of each daily schedule (-1 for weekly ones)
+    on_day: dict[tuple[int, int], float] = field(default_factory=dict)  # (day, class) → count
+    # (day, class) → count spilled before the day (the day before's afternoon) and after it
+    before: dict[tuple[int, int], float] = field(default_factory=dict)
+    after: dict[tuple[int, int], float] = field(default_factory=dict)
+    # (day or -1 for daily, class, part) → schedules starting in each hour of the week, where
+    # part is "on", "before", "after" or "daily" (a daily class's starts on one day, Monday)
+    start_hours: dict[tuple[int, int, str], np.ndarray] = field(default_factory=dict)
+    hourly_load: np.ndarray = field(default_factory=lambda: np.zeros(HOURS))
+
+
+def _kernel(length_min: float) -> np.ndarray:
+    """Share of runs in flight at each sampled instant after the start of the hour they start
+    in, starting evenly over its minutes. Instants, not hourly means: a mean would let many
+    long runs start at the end of an hour, in flight together at its end."""
+    length = max(1, int(round(length_min)))
+    instants = np.arange(0, 60 + length, SAMPLE_MIN)
+    starts = np.arange(60)
+    flying = (
+        (instants[None, :] >= starts[:, None]) & (instants[None, :] < starts[:, None] + length)
+    ).mean(axis=0)
+    folded = np.zeros(ROWS)
+    np.add.at(folded, np.arange(instants.size) % ROWS, flying)
+    return folded
+
+
+def _classes(lengths: np.ndarray, count: int) -> np.ndarray:
+    if lengths.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, count + 1)[1:-1]))
+    return np.searchsorted(edges, lengths, side="right")
+
+
+@dataclass
+class _Columns:
+    rows: list[np.ndarray] = field(default_factory=list)
+    cols: list[np.ndarray] = field(default_factory=list)
+    vals: list[np.ndarray] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, start_hours: np.ndarray, kernel: np.ndarray, repeat_daily: bool) -> np.ndarray:
+        offsets = np.flatnonzero(kernel)
+        shifts = np.arange(7) * 24 if repeat_daily else np.zeros(1, dtype=np.int64)
+        ids = self.count + np.arange(start_hours.size)
+        for shift in shifts:
+            rows = ((start_hours[:, None] + shift) * PER_HOUR + offsets[None, :]) % ROWS
+            self.rows.append(rows.ravel())
+            self.cols.append(np.repeat(ids, offsets.size))
+            self.vals.append(np.tile(kernel[offsets], start_hours.size))
+        self.count += start_hours.size
+        return ids
+
+
+def on_day_limit(
+    day_of_week: np.ndarray | list[int | None],
+    duration_s: np.ndarray | list[float],
+    cap: float,
+) -> OnDayLimit:
+    """Solve the LP; when the cap cannot be met, use the lowest cap the LP can meet instead."""
+    days = as_day_array(day_of_week)
+    lengths = duration_bins(duration_s).astype(np.float64)
+    weekly = days != DAILY
+    weekly_class = np.full(days.size, -1, dtype=np.int64)
+    weekly_class[weekly] = _classes(lengths[weekly], WEEKLY_CLASSES)
+    daily_class = np.full(days.size, -1, dtype=np.int64)
+    daily_class[~weekly] = _classes(lengths[~weekly], DAILY_CLASSES)
+
+    columns = _Columns()
+    equalities: list[tuple[np.ndarray, float]] = []
+    on_columns: dict[tuple[int, int], np.ndarray] = {}
+    off_columns: dict[tuple[int, int], np.ndarray] = {}
+    hours_of: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
+    for day in range(7):
+        for cls in np.unique(weekly_class[weekly & (days == day)]):
+            members = weekly & (days == day) & (weekly_class == cls)
+            kernel = _kernel(lengths[members].mean())
+            on = columns.add(24 * day + np.arange(24), kernel, False)
+            edges = (24 * day + np.concatenate((np.arange(-12, 0), np.arange(24, 36)))) % HOURS
+            off = columns.add(edges, kernel, False)
+            on_columns[(day, int(cls))] = on
+            off_columns[(day, int(cls))] = off
+            hours_of[(day, int(cls), "on")] = (on, 24 * day + np.arange(24))
+            hours_of[(day, int(cls), "before")] = (off[:12], edges[:12])
+            hours_of[(day, int(cls), "after")] = (off[12:], edges[12:])
+            equalities.append((np.concatenate((on, off)), float(members.sum())))
+    for cls in np.unique(daily_class[~weekly]):
+        members = daily_class == cls
+        ids = columns.add(np.arange(24), _kernel(lengths[members].mean()), True)
+        equalities.append((ids, float(members.sum())))
+        hours_of[(DAILY, int(cls), "daily")] = (ids, np.arange(24))
+
+    n_weekly = int(weekly.sum())
+    if columns.count == 0:
+        return OnDayLimit(1.0, cap, True, weekly_class, daily_class)
+    load = sparse.csr_matrix(
+        (
+            np.concatenate(columns.vals),
+            (np.concatenate(columns.rows), np.concatenate(columns.cols)),
+        ),
+        shape=(ROWS, columns.count),
+    )
+    eq_rows = np.concatenate([np.full(ids.size, i) for i, (ids, _) in enumerate(equalities)])
+    eq_cols = np.concatenate([ids for ids, _ in equalities])
+    a_eq = sparse.csr_matrix(
+        (np.ones(eq_cols.size), (eq_rows, eq_cols)), shape=(len(equalities), columns.count)
+    )
+    b_eq = np.array([n for _, n in equalities])
+    on_ids = np.concatenate(list(on_columns.values())) if on_columns else np.zeros(0, int)
+    objective = np.zeros(columns.count)
+    objective[on_ids] = -1.0
+
+    # Asking HiGHS for the lowest reachable cap first is much faster than letting it prove a
+    # too-low cap infeasible.
+    lowest = _lowest_cap(load, a_eq, b_eq)
+    feasible = cap >= lowest
+    used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
+    result = linprog(
+        objective,
+        A_ub=load,
+        b_ub=np.full(ROWS, used_cap),
+        A_eq=a_eq,
+        b_eq=b_eq,
+        bounds=(0, None),
+        method="highs",
+    )
+    if result.status != 0:
+        raise RuntimeError(f"on-day LP failed: {result.message}")
+    x = result.x
+    on_day = {key: float(x[ids].sum()) for key, ids in on_columns.items()}
+    before = {key: float(x[ids[:12]].sum()) for key, ids in off_columns.items()}
+    after = {key: float(x[ids[12:]].sum()) for key, ids in off_columns.items()}
+    start_hours = {}
+    for key, (ids, hours) in hours_of.items():
+        start_hours[key] = np.zeros(HOURS)
+        start_hours[key][hours] = np.maximum(x[ids], 0.0)
+    share = float(x[on_ids].sum()) / n_weekly if n_weekly else 1.0
+    return OnDayLimit(
+        share=min(1.0, share),
+        cap=used_cap,
+        feasible=feasible,
+        weekly_class=weekly_class,
+        daily_class=daily_class,
+        on_day=on_day,
+        before=before,
+        after=after,
+        start_hours=start_hours,
+        hourly_load=(load @ x).reshape(HOURS, PER_HOUR).max(axis=1),
+    )
+
+
+def _lowest_cap(load: sparse.csr_matrix, a_eq: sparse.csr_matrix, b_eq: np.ndarray) -> float:
+    """The lowest hourly peak the LP can reach (one more variable: the peak itself)."""
+    n = load.shape[1]
+    a_ub = sparse.hstack([load, -np.ones((ROWS, 1))]).tocsr()
+    a_eq2 = sparse.hstack([a_eq, sparse.csr_matrix((a_eq.shape[0], 1))]).tocsr()
+    objective = np.zeros(n + 1)
+    objective[-1] = 1.0
+    result = linprog(
+        objective,
+        A_ub=a_ub,
+        b_ub=np.zeros(ROWS),
+        A_eq=a_eq2,
+        b_eq=b_eq,
+        bounds=(0, None),
+        method="highs",
+    )
+    if result.status != 0:
+        raise RuntimeError(f"lowest-peak LP failed: {result.message}")
+    return float(result.x[-1])
+
+
+def max_on_day_share(
+    day_of_week: np.ndarray | list[int | None],
+    duration_s: np.ndarray | list[float],
+    cap: float,
+) -> float:
+    """The largest share of weekly schedules that could run on their chosen day under the cap
+    (at hourly resolution; when the cap cannot be met, under the lowest peak that can)."""
+    return on_day_limit(day_of_week, duration_s, cap).share

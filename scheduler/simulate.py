@@ -1,0 +1,255 @@
+"""`scheduled-images simulate`: plan a fleet file offline and show next week's load."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from common.days import DAY_NAMES, day_number
+from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS
+from scheduler.planner import PlanResult, rebalance
+
+FLEET_COLUMNS = ("server_id", "tenant_id", "day_of_week", "expected_duration_s")
+PROGRESS_FROM = 50_000  # fleets at least this large get a progress bar
+
+
+class FleetError(click.ClickException):
+    """A fleet file that cannot be planned; the message names the line."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Fleet:
+    server_id: list[str]
+    tenant_id: np.ndarray
+    day_of_week: np.ndarray  # DAILY (-1) for a daily schedule
+    duration_s: np.ndarray
+
+
+def read_fleet(path: Path) -> Fleet:
+    """Parse and check a fleet CSV; raise FleetError naming the first bad line."""
+    servers: list[str] = []
+    tenants: list[str] = []
+    days: list[int] = []
+    durations: list[float] = []
+    seen: dict[str, int] = {}
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames
+        if not header:
+            raise FleetError(
+                f"{path}: line 1: the file is empty; expected a header {','.join(FLEET_COLUMNS)}"
+            )
+        missing = [c for c in FLEET_COLUMNS if c not in [h.strip() for h in header]]
+        if missing:
+            raise FleetError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
+        reader.fieldnames = [h.strip() for h in header]
+        for row in reader:
+            line = reader.line_num
+            if None in row or any(row.get(c) is None for c in FLEET_COLUMNS):
+                raise FleetError(f"{path}: line {line}: expected {len(header)} fields")
+            server = row["server_id"].strip()
+            if not server:
+                raise FleetError(f"{path}: line {line}: empty server_id")
+            if server in seen:
+                raise FleetError(
+                    f"{path}: line {line}: duplicate server {server!r} (first on line "
+                    f"{seen[server]})"
+                )
+            seen[server] = line
+            tenant = row["tenant_id"].strip()
+            if not tenant:
+                raise FleetError(f"{path}: line {line}: empty tenant_id")
+            day_text = row["day_of_week"].strip()
+            day = DAILY if not day_text else day_number(day_text)
+            if day is None:
+                raise FleetError(
+                    f"{path}: line {line}: unknown day {day_text!r}; expected one of "
+                    f"{', '.join(DAY_NAMES)} or empty for daily"
+                )
+            duration_text = row["expected_duration_s"].strip()
+            try:
+                duration = float(duration_text)
+            except ValueError:
+                raise FleetError(
+                    f"{path}: line {line}: expected_duration_s {duration_text!r} is not a number"
+                ) from None
+            if not np.isfinite(duration) or duration < 0:
+                raise FleetError(
+                    f"{path}: line {line}: expected_duration_s must be a non-negative number, "
+                    f"not {duration_text!r}"
+                )
+            servers.append(server)
+            tenants.append(tenant)
+            days.append(day)
+            durations.append(duration)
+    if not servers:
+        raise FleetError(f"{path}: the file has a header but no schedules")
+    return Fleet(
+        server_id=servers,
+        tenant_id=np.array(tenants),
+        day_of_week=np.array(days, dtype=np.int8),
+        duration_s=np.array(durations, dtype=np.float64),
+    )
+
+
+def write_plan(path: Path, server_id: list[str], slot_s: np.ndarray) -> None:
+    """Write PLAN.csv atomically: a crash or error leaves no half-written file behind."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=".plan-", suffix=".csv", dir=directory)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(("server_id", "slot_s"))
+            writer.writerows(zip(server_id, slot_s.tolist(), strict=True))
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def plot_load(path: Path, fleet: Fleet, plan: PlanResult) -> None:
+    """Draw the planned in-flight load over the week against the cap, and the lower bound."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hours = np.arange(WEEK_BINS) / (DAY_BINS / 24)
+    fig, ax = plt.subplots(figsize=(14, 5), dpi=110)
+    weekly = fleet.day_of_week != DAILY
+    daily_load = _load_of(fleet, plan, ~weekly)
+    ax.fill_between(hours, 0, daily_load, step="post", color="#c6dbef", label="daily images")
+    ax.fill_between(
+        hours, daily_load, plan.load, step="post", color="#6baed6", label="weekly images"
+    )
+    ax.step(
+        hours,
+        plan.load,
+        where="post",
+        color="#08519c",
+        linewidth=0.8,
+        label=f"planned in flight (peak {plan.peak:.0f})",
+    )
+    ax.axhline(plan.cap, color="#d62728", linewidth=1.5, label=f"cap {plan.cap:g}")
+    ax.axhline(
+        plan.lower_bound,
+        color="#555555",
+        linewidth=1,
+        linestyle="--",
+        label=f"lower bound {plan.lower_bound:.1f}",
+    )
+    ax.set_xlim(0, 168)
+    ax.set_ylim(0, max(plan.peak, plan.cap) * 1.15)
+    ax.set_xticks(np.arange(0, 169, 24))
+    ax.set_xticks(np.arange(0, 169, 6), minor=True)
+    ax.set_xticklabels([""] * 8)
+    for day, name in enumerate(DAY_NAMES):
+        ax.text(
+            day * 24 + 12,
+            -0.06,
+            name.title(),
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+        )
+    ax.grid(axis="x", which="major", color="#999999", linewidth=0.8)
+    ax.grid(axis="x", which="minor", color="#dddddd", linewidth=0.5)
+    ax.set_ylabel("image creations in flight")
+    ax.set_title(
+        f"Planned load, week in UTC: {fleet.duration_s.size:,} schedules, "
+        f"{plan.on_day_share:.1%} of weekly ones on their day (most the cap allows: "
+        f"{plan.max_on_day_share:.1%})"
+    )
+    ax.legend(loc="upper left", ncol=5, fontsize=9, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _load_of(fleet: Fleet, plan: PlanResult, mask: np.ndarray) -> np.ndarray:
+    from scheduler.planner import planned_load
+
+    return planned_load(fleet.day_of_week[mask], fleet.duration_s[mask], plan.slot_s[mask])
+
+
+@click.command("simulate")
+@click.option(
+    "--fleet",
+    "fleet_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV: server_id,tenant_id,day_of_week,expected_duration_s.",
+)
+@click.option(
+    "--capacity",
+    required=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="The cap: image creations in flight at once.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Where to write the plan, CSV: server_id,slot_s.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also draw the planned load over the week to this PNG.",
+)
+def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path | None) -> None:
+    """Plan a fleet file offline: print the planned peak against the lower bound and the
+    share of weekly schedules on their chosen day; write the slots; optionally plot."""
+    fleet = read_fleet(fleet_path)
+    size = fleet.duration_s.size
+    current = np.full(size, -1, dtype=np.int64)
+    if size >= PROGRESS_FROM:
+        with click.progressbar(length=size, label="planning", file=sys.stderr) as bar:
+            plan = rebalance(
+                fleet.day_of_week,
+                fleet.duration_s,
+                fleet.tenant_id,
+                current,
+                capacity,
+                progress=bar.update,
+            )
+    else:
+        plan = rebalance(fleet.day_of_week, fleet.duration_s, fleet.tenant_id, current, capacity)
+    write_plan(out_path, fleet.server_id, plan.slot_s)
+    if plot_path is not None:
+        plot_load(plot_path, fleet, plan)
+    weekly = int((fleet.day_of_week != DAILY).sum())
+    click.echo(f"schedules:              {size:,} ({size - weekly:,} daily, {weekly:,} weekly)")
+    click.echo(f"cap:                    {capacity:g}")
+    click.echo(f"planned peak in flight: {plan.peak:.0f}")
+    click.echo(f"lower bound:            {plan.lower_bound:.1f}")
+    click.echo(f"peak / lower bound:     {plan.peak_over_bound:.3f}")
+    click.echo(
+        f"weekly on chosen day:   {plan.on_day_share:.1%} "
+        f"(most the cap allows: {plan.max_on_day_share:.1%})"
+    )
+    click.echo(
+        f"tenant stacking:        at most {plan.tenant_stacking} runs of one tenant "
+        f"start on one minute"
+    )
+    click.echo(f"why the bound:          {plan.lower_bound_explanation}")
+    if plan.peak > capacity:
+        verdict = (
+            "the cap is below what any plan can do"
+            if capacity < plan.lower_bound
+            else "the plan goes over the cap"
+        )
+        click.echo(f"warning: {verdict}", err=True)
+    click.echo(f"plan written to {out_path}" + (f", plot to {plot_path}" if plot_path else ""))

@@ -1,0 +1,153 @@
+"""Benchmark of the planner against two baselines on skewed fleets (issue 4).
+
+Run from the project root: `python -m tests.bench.bench_planner [--sizes 10000,100000,1000000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler.load_profile import BIN_S, DAILY, DAY_BINS, LoadProfile
+from scheduler.lower_bound import lower_bound
+from scheduler.planner import on_day_share, planned_load, rebalance
+
+# Weekly schedules per day, Monday first: a third on Sunday, Saturday next, as users pick.
+DAY_WEIGHTS = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])
+DAILY_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Fleet:
+    day_of_week: np.ndarray
+    duration_s: np.ndarray
+    tenant_id: np.ndarray
+
+
+def make_fleet(size: int, seed: int = 4) -> Fleet:
+    """A seeded fleet: 30% daily, weekly days skewed to the weekend, durations from two minutes
+    to four hours (log-uniform), tenants of very unequal sizes."""
+    rng = np.random.default_rng(seed)
+    daily = rng.random(size) < DAILY_SHARE
+    days = np.where(daily, DAILY, rng.choice(7, size, p=DAY_WEIGHTS / DAY_WEIGHTS.sum()))
+    durations = np.round(np.exp(rng.uniform(np.log(120), np.log(4 * 3600), size)))
+    tenants = rng.zipf(1.6, size) % max(10, size // 50)
+    return Fleet(days.astype(np.int8), durations, tenants)
+
+
+def random_slots(fleet: Fleet, rng: np.random.Generator) -> np.ndarray:
+    """Baseline (a): a random hour and minute per schedule, weekly ones on their day."""
+    minute = rng.integers(0, DAY_BINS, fleet.day_of_week.size) * BIN_S
+    return np.where(
+        fleet.day_of_week == DAILY, minute, fleet.day_of_week.astype(np.int64) * 86400 + minute
+    )
+
+
+def midnight_slots(fleet: Fleet, rng: np.random.Generator) -> np.ndarray:
+    """Baseline (b): everyone at midnight with up to an hour of jitter."""
+    jitter = rng.integers(0, 3600, fleet.day_of_week.size)
+    return np.where(
+        fleet.day_of_week == DAILY, jitter, fleet.day_of_week.astype(np.int64) * 86400 + jitter
+    )
+
+
+def measure(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float]:
+    """(result, seconds, peak MiB allocated while running)."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = run()
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, elapsed, peak / 2**20
+
+
+def time_place(fleet: Fleet, slots: np.ndarray, cap: float, count: int = 2000) -> list[float]:
+    """Microseconds per incremental placement into a profile holding the whole fleet."""
+    profile = LoadProfile.from_schedules(
+        fleet.day_of_week, slots, fleet.duration_s, fleet.tenant_id
+    )
+    rng = np.random.default_rng(7)
+    timings = []
+    for _ in range(count):
+        day = None if rng.random() < DAILY_SHARE else int(rng.integers(0, 7))
+        duration = float(rng.uniform(120, 4 * 3600))
+        tenant = int(rng.integers(0, 1000))
+        started = time.perf_counter()
+        slot = profile.place(day, duration, tenant, cap)
+        timings.append((time.perf_counter() - started) * 1e6)
+        profile.remove(day, slot, duration, tenant)
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--seed", type=int, default=4)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    header = (
+        f"{'fleet':>9} {'method':<22} {'cap/LB':>6} {'peak/LB':>7} {'peak<=cap':>9} "
+        f"{'on day':>7} {'LP max':>7} {'time s':>7} {'MiB':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    place_lines = []
+    for size in sizes:
+        fleet = make_fleet(size, args.seed)
+        bound = lower_bound(fleet.day_of_week, fleet.duration_s).value
+        rng = np.random.default_rng(args.seed)
+        none = np.full(size, -1)
+        runs = [
+            ("planner, tight cap", 1.03),
+            ("planner, roomy cap", 1.25),
+            ("planner, cap < bound", 0.9),
+        ]
+        plan_slots = None
+        for name, factor in runs:
+            cap = np.floor(bound * factor)
+            plan, elapsed, mib = measure(
+                lambda cap=cap, fleet=fleet, none=none: rebalance(
+                    fleet.day_of_week, fleet.duration_s, fleet.tenant_id, none, cap
+                )
+            )
+            plan_slots = plan.slot_s if factor == 1.03 else plan_slots
+            print(
+                f"{size:>9,} {name:<22} {cap / bound:>6.3f} {plan.peak / bound:>7.3f} "
+                f"{'yes' if plan.peak <= cap else 'NO':>9} {plan.on_day_share:>7.1%} "
+                f"{plan.max_on_day_share:>7.1%} {elapsed:>7.2f} {mib:>7.0f}"
+            )
+        for name, baseline in (
+            ("random hour+minute", random_slots),
+            ("midnight + 1h jitter", midnight_slots),
+        ):
+            slots, elapsed, mib = measure(
+                lambda baseline=baseline, fleet=fleet, rng=rng: baseline(fleet, rng)
+            )
+            peak = planned_load(fleet.day_of_week, fleet.duration_s, slots).max()
+            cap = np.floor(bound * 1.03)
+            print(
+                f"{size:>9,} {name:<22} {cap / bound:>6.3f} {peak / bound:>7.3f} "
+                f"{'yes' if peak <= cap else 'NO':>9} "
+                f"{on_day_share(fleet.day_of_week, slots):>7.1%} {'':>7} "
+                f"{elapsed:>7.2f} {mib:>7.0f}"
+            )
+        timings = np.array(time_place(fleet, plan_slots, np.floor(bound * 1.03)))
+        place_lines.append(
+            f"{size:>9,}: place() mean {timings.mean():.0f} µs, "
+            f"p99 {np.percentile(timings, 99):.0f} µs, max {timings.max():.0f} µs"
+        )
+    print()
+    print("incremental placement into a profile holding the whole fleet:")
+    for line in place_lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

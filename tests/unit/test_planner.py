@@ -1,0 +1,144 @@
+"""The planner: windows, the cap, stability, the lower bound and incremental placement."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.slots import DAY_S, WEEK_S, in_window
+from scheduler.load_profile import DAILY, LoadProfile, sliding_max
+from scheduler.lower_bound import lower_bound
+from scheduler.on_day_limit import max_on_day_share
+from scheduler.planner import planned_load, rebalance
+
+
+def skewed_fleet(size: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    daily = rng.random(size) < 0.3
+    p = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])
+    days = np.where(daily, DAILY, rng.choice(7, size, p=p / p.sum())).astype(np.int8)
+    durations = np.round(np.exp(rng.uniform(np.log(120), np.log(4 * 3600), size)))
+    tenants = rng.integers(0, 40, size)
+    return days, durations, tenants
+
+
+def assert_slots_allowed(days: np.ndarray, slots: np.ndarray) -> None:
+    for day, slot in zip(days.tolist(), slots.tolist(), strict=True):
+        assert in_window(None if day == DAILY else day, slot), (day, slot)
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.none(), st.integers(0, 6)), st.integers(0, 6 * 3600)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(1, 50),
+)
+@settings(max_examples=25, deadline=None)
+def test_every_slot_is_inside_its_window(fleet, cap) -> None:
+    days = np.array([DAILY if d is None else d for d, _ in fleet], dtype=np.int8)
+    durations = np.array([d for _, d in fleet], dtype=float)
+    plan = rebalance(days, durations, np.zeros(days.size), np.full(days.size, -1), cap)
+    assert_slots_allowed(days, plan.slot_s)
+    assert plan.peak == planned_load(days, durations, plan.slot_s).max()
+    assert plan.peak >= np.ceil(plan.lower_bound - 1e-9)
+
+
+def test_roomy_cap_keeps_everyone_on_their_day_and_under_the_cap() -> None:
+    days, durations, tenants = skewed_fleet(3000)
+    bound = lower_bound(days, durations).value
+    cap = np.floor(bound * 1.5)
+    plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap)
+    assert plan.peak <= cap
+    assert plan.on_day_share >= 0.95
+    assert_slots_allowed(days, plan.slot_s)
+
+
+def test_weekly_work_spills_to_the_edges_when_the_day_is_full() -> None:
+    days = np.full(400, 6, dtype=np.int8)  # all on Sunday, two hours each
+    durations = np.full(400, 7200.0)
+    cap = 20.0  # Sunday alone holds 12 a minute at most
+    plan = rebalance(days, durations, np.arange(400), np.full(400, -1), cap)
+    assert_slots_allowed(days, plan.slot_s)
+    assert plan.on_day_share < 1.0
+    off = plan.slot_s[plan.slot_s // DAY_S != 6]
+    assert ((off >= 5 * DAY_S + DAY_S // 2) | (off < DAY_S // 2)).all()
+
+
+def test_rebalance_keeps_slots_that_still_fit() -> None:
+    days, durations, tenants = skewed_fleet(2000)
+    cap = np.floor(lower_bound(days, durations).value * 1.4)
+    first = rebalance(days, durations, tenants, np.full(days.size, -1), cap)
+    again = rebalance(days, durations, tenants, first.slot_s, cap)
+    assert again.moved == 0
+    assert np.array_equal(again.slot_s, first.slot_s)
+    # A few new schedules do not move the old ones.
+    more_days = np.concatenate((days, np.array([6, 6, DAILY], dtype=np.int8)))
+    more_durations = np.concatenate((durations, [600.0, 900.0, 300.0]))
+    more_tenants = np.concatenate((tenants, [1, 2, 3]))
+    current = np.concatenate((first.slot_s, [-1, -1, -1]))
+    grown = rebalance(more_days, more_durations, more_tenants, current, cap)
+    assert grown.moved <= 3
+    assert (grown.slot_s >= 0).all()
+
+
+def test_lower_bound_counts_the_average_and_a_crowded_day() -> None:
+    days = np.array([DAILY] * 10, dtype=np.int8)
+    average = lower_bound(days, np.full(10, DAY_S / 2)).value
+    assert np.isclose(average, 5.0)
+    sunday = lower_bound(np.full(100, 6, dtype=np.int8), np.full(100, 3600.0))
+    # 100 image-hours must start within 48 hours; at most P of them run past its end.
+    assert sunday.value > 100 / 168
+    assert sunday.value * 48 * 3600 + sunday.value * 3600 + 1e-6 >= 100 * 3600
+    assert "Sunday" in sunday.explanation
+
+
+def test_max_on_day_share_is_full_with_room_and_partial_without() -> None:
+    days = np.full(400, 6, dtype=np.int8)
+    durations = np.full(400, 7200.0)
+    assert max_on_day_share(days, durations, 100) == 1.0
+    assert 0.4 < max_on_day_share(days, durations, 20) < 1.0
+
+
+def test_place_fills_the_lowest_minute_on_the_day_and_spreads_a_tenant() -> None:
+    profile = LoadProfile()
+    slots = [profile.place(2, 1800, "t1", cap=10) for _ in range(5)]
+    assert all(2 * DAY_S <= s < 3 * DAY_S for s in slots)
+    assert len({s // 60 for s in slots}) == 5
+    assert profile.peak() == 1
+    daily = profile.place(None, 3600, "t1", cap=10)
+    assert 0 <= daily < DAY_S
+    assert len(profile.hourly_load()) == 168
+
+
+def test_place_spills_when_the_day_is_at_the_cap() -> None:
+    profile = LoadProfile()
+    for minute in range(0, 1440, 60):
+        profile.add(6, 6 * DAY_S + minute * 60, 3600)
+    slot = profile.place(6, 3600, None, cap=1)
+    assert not 6 * DAY_S <= slot < WEEK_S
+    assert in_window(6, slot)
+    assert profile.peak() == 1
+
+
+def test_profile_from_schedules_matches_adds() -> None:
+    days, durations, tenants = skewed_fleet(500)
+    slots = rebalance(days, durations, tenants, np.full(500, -1), 1000).slot_s
+    bulk = LoadProfile.from_schedules(days, slots, durations, tenants)
+    one_by_one = LoadProfile()
+    for day, slot, duration in zip(days.tolist(), slots.tolist(), durations.tolist(), strict=True):
+        one_by_one.add(None if day == DAILY else day, slot, duration)
+    assert np.array_equal(bulk.load, one_by_one.load)
+    for day, slot, duration in zip(days.tolist(), slots.tolist(), durations.tolist(), strict=True):
+        one_by_one.remove(None if day == DAILY else day, slot, duration)
+    assert one_by_one.peak() == 0
+
+
+@given(st.lists(st.integers(-50, 50), min_size=1, max_size=80), st.integers(1, 20))
+def test_sliding_max(values, width) -> None:
+    array = np.array(values, dtype=float)
+    width = min(width, array.size)
+    expected = [array[i : i + width].max() for i in range(array.size - width + 1)]
+    assert np.array_equal(sliding_max(array, width), expected)

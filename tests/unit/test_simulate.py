@@ -1,0 +1,70 @@
+"""`scheduled-images simulate`: a plan from a fleet file, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from common.days import day_number
+from common.slots import in_window
+from scheduler.simulate import simulate
+
+GOOD = """server_id,tenant_id,day_of_week,expected_duration_s
+s1,t1,,600
+s2,t1,SUNDAY,1800
+s3,t2,sunday,3600
+s4,t2,Monday,120
+s5,t3,,7200
+"""
+
+
+def run(tmp_path: Path, fleet: str, *extra: str):
+    (tmp_path / "fleet.csv").write_text(fleet)
+    out = tmp_path / "plan.csv"
+    result = CliRunner().invoke(
+        simulate,
+        ["--fleet", str(tmp_path / "fleet.csv"), "--capacity", "3", "--out", str(out), *extra],
+    )
+    return result, out
+
+
+def test_plans_a_fleet_and_draws_it(tmp_path: Path) -> None:
+    result, out = run(tmp_path, GOOD, "--plot", str(tmp_path / "load.png"))
+    assert result.exit_code == 0, result.output
+    for label in ("planned peak", "lower bound", "peak / lower bound", "on chosen day"):
+        assert label in result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [r["server_id"] for r in rows] == ["s1", "s2", "s3", "s4", "s5"]
+    fleet = list(csv.DictReader((tmp_path / "fleet.csv").open()))
+    for row, plan in zip(fleet, rows, strict=True):
+        day = day_number(row["day_of_week"]) if row["day_of_week"] else None
+        assert in_window(day, int(plan["slot_s"]))
+    assert (tmp_path / "load.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("fleet", "line", "words"),
+    [
+        ("server_id,tenant_id,expected_duration_s\ns1,t1,60\n", 1, "day_of_week"),
+        (GOOD + "s6,t1,FUNDAY,60\n", 7, "FUNDAY"),
+        (GOOD + "s6,t1,,-5\n", 7, "non-negative"),
+        (GOOD + "s6,t1,,soon\n", 7, "not a number"),
+        (GOOD + "s1,t9,,60\n", 7, "duplicate"),
+        ("", 1, "empty"),
+    ],
+)
+def test_rejects_a_bad_fleet_naming_the_line(tmp_path: Path, fleet, line, words) -> None:
+    result, out = run(tmp_path, fleet)
+    assert result.exit_code != 0
+    assert f"line {line}" in result.output
+    assert words in result.output
+    assert not out.exists()
+
+
+def test_header_only_is_an_error(tmp_path: Path) -> None:
+    result, out = run(tmp_path, "server_id,tenant_id,day_of_week,expected_duration_s\n")
+    assert result.exit_code != 0 and "no schedules" in result.output
+    assert not out.exists()
