@@ -1,4 +1,5 @@
-"""The operator API (extension), role admin: the in-flight cap and the runs by state."""
+"""The operator API (extension), role admin: the in-flight cap, the runs by state, the planned
+load for the coming week and rebalancing."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ from flask_smorest import Blueprint
 from api.auth import authorize_admin
 from api.context import now, sessions, settings
 from api.runs import run_body
-from api.schemas import AdminRunsArgs, AdminRunsResponse, CapIn, CapOut, RunsSummary
+from api.schemas import (
+    AdminRunsArgs,
+    AdminRunsResponse,
+    CapIn,
+    CapOut,
+    PlanOut,
+    RebalanceOut,
+    RunsSummary,
+)
 from common.db import transaction
 from common.models import PENDING, RUN_STATES, Run
 from common.runtime_settings import inflight_cap, set_inflight_cap
 from scheduler.admission import in_flight_count
+from scheduler.fleet_plan import planned_week, rebalance_fleet
 
 blp = Blueprint("admin", __name__, url_prefix="/admin/v1", description="Operators only.")
 
@@ -99,3 +109,27 @@ class Summary(MethodView):
             "inflight_cap": cap["inflight_cap"],
             "oldest_waiting_s": waited,
         }
+
+
+@blp.route("/plan")
+class Plan(MethodView):
+    @blp.response(200, PlanOut)
+    def get(self) -> dict:
+        """The planned number of images in flight per hour for the coming week (the highest
+        minute of each hour), the planned peak against the cap, and the lower bound."""
+        with sessions()() as session:
+            week = planned_week(session, now())
+            week["inflight_cap"] = inflight_cap(session, settings().inflight_cap)
+        return week
+
+
+@blp.route("/plan/rebalance")
+class Rebalance(MethodView):
+    @blp.response(200, RebalanceOut)
+    def post(self) -> dict:
+        """Re-plan every schedule under the current cap; says how many moved."""
+        with transaction(sessions()) as session:
+            cap = inflight_cap(session, settings().inflight_cap)
+            summary = rebalance_fleet(session, cap, now())
+        current_app.logger.info("rebalanced", extra=summary.as_dict())
+        return summary.as_dict()

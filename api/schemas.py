@@ -236,3 +236,27 @@ class RunsSummary(ma.Schema):
     oldest_waiting_s = fields.Float(
         allow_none=True, metadata={"description": "Age of the oldest run waiting to start."}
     )
+
+
+class PlannedHour(ma.Schema):
+    hour = fields.String(required=True)
+    planned_in_flight = fields.Float(required=True)
+
+
+class PlanOut(ma.Schema):
+    hours = fields.List(fields.Nested(PlannedHour), required=True)
+    planned_peak = fields.Float(required=True)
+    inflight_cap = fields.Integer(required=True)
+    lower_bound = fields.Float(required=True)
+    lower_bound_explanation = fields.String(required=True)
+    schedules = fields.Integer(required=True)
+
+
+class RebalanceOut(ma.Schema):
+    schedules = fields.Integer(required=True)
+    moved = fields.Integer(required=True)
+    peak = fields.Float(required=True)
+    lower_bound = fields.Float(required=True)
+    lower_bound_explanation = fields.String(required=True)
+    on_day_share = fields.Float(required=True)
+    cap = fields.Float(required=True)

@@ -6,10 +6,13 @@ day where the load allows, else in their window, the longest ones leaving first 
 frees the most room; daily ones at one time every day; slots kept unless the load requires a
 move; one tenant's schedules spread over different minutes.
 
-How: an LP over hourly loads (`on_day_limit`) says how many schedules of each day and duration
-class can stay on their day. Schedules whose current slot still fits keep it. The rest are
-placed by water-filling at minute resolution, longest first, a layer at a time: each round puts
-one run on every lowest, non-overlapping stretch of the group's allowed starts.
+How: schedules whose current slot is still allowed keep it, unless the kept load goes over the
+target there. The rest are placed at minute resolution, a layer of non-overlapping runs at a
+time: daily runs laid flat first; then day by day, the busiest day first, each day's runs on
+the day itself (shortest first, so that the fewest leave), then its spill into the window's
+edges, each run taking the latest start that stays under the target. If that plan still goes
+over, a plan minding the peak alone (water-filling, longest first) is tried and the lower peak
+kept. `on_day_limit`'s LP says how much weekly work could stay on its day at best, to judge by.
 `LoadProfile.place` handles one schedule at a time between rebalances.
 """
 
@@ -39,7 +42,7 @@ from scheduler.load_profile import (
     span_bins,
 )
 from scheduler.lower_bound import LowerBound, lower_bound
-from scheduler.on_day_limit import OnDayLimit, max_on_day_share, on_day_limit
+from scheduler.on_day_limit import max_on_day_share, on_day_limit
 
 __all__ = [
     "LoadProfile",
@@ -51,8 +54,9 @@ __all__ = [
     "rebalance",
 ]
 
-# Where a slot lies: on the chosen day, on the window's edge before or after it, or daily.
-ON_DAY, BEFORE, AFTER, DAILY_KIND = 1, 2, 3, 4
+# Where a slot lies: on the chosen day, on the window's edge before or after it, or daily;
+# WINDOW is anywhere in a weekly schedule's window.
+ON_DAY, BEFORE, AFTER, DAILY_KIND, WINDOW = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -109,41 +113,6 @@ def _current_kind(days: np.ndarray, current: np.ndarray) -> np.ndarray:
     kind[weekly & (offset < DAY_S)] = ON_DAY
     kind[weekly & (offset >= DAY_S) & (offset < DAY_S + SPILL_S)] = AFTER
     kind[weekly & (offset >= WEEK_S - SPILL_S)] = BEFORE
-    return kind
-
-
-def _choose_kinds(
-    days: np.ndarray, lengths: np.ndarray, current_kind: np.ndarray, limit: OnDayLimit
-) -> np.ndarray:
-    """ON_DAY, BEFORE or AFTER for each weekly schedule, DAILY_KIND for daily ones.
-
-    Each (day, duration class) keeps the LP's number on its day: those already on their day
-    first, the shortest of them when too many are; then new ones; then ones brought back from
-    the window's edge, the shortest first. The rest go to the edges in the LP's proportions,
-    those already on an edge staying on it.
-    """
-    kind = np.full(days.size, DAILY_KIND, dtype=np.int8)
-    weekly = days != DAILY
-    groups = days.astype(np.int64) * 1000 + limit.weekly_class
-    for key in np.unique(groups[weekly]):
-        members = np.flatnonzero(weekly & (groups == key))
-        cell = (int(key // 1000), int(key % 1000))
-        quota = int(np.floor(limit.on_day.get(cell, 0.0) + 1e-6))
-        cur = current_kind[members]
-        rank = np.select([cur == ON_DAY, cur == 0], [0, 1], default=2)
-        order = members[np.lexsort((lengths[members], rank))]
-        kind[order[:quota]] = ON_DAY
-        spilled = order[quota:]
-        if spilled.size == 0:
-            continue
-        before, after = limit.before.get(cell, 0.0), limit.after.get(cell, 0.0)
-        share = before / (before + after) if before + after > 0 else 0.5
-        n_before = int(round(share * spilled.size))
-        cur = current_kind[spilled]
-        side_rank = np.select([cur == BEFORE, cur == AFTER], [0, 2], default=1)
-        spilled = spilled[np.argsort(side_rank, kind="stable")]
-        kind[spilled[:n_before]] = BEFORE
-        kind[spilled[n_before:]] = AFTER
     return kind
 
 
@@ -208,71 +177,60 @@ def _spaced(candidates: np.ndarray, length: int, period: int | None) -> np.ndarr
     return picks
 
 
-def _fill_group(
-    load: np.ndarray,
-    day: int,
-    kind: int,
-    length: int,
-    count: int,
-    tolerance: float,
-    cap: float = np.inf,
+def _fill(
+    load: np.ndarray, day: int, length: int, count: int, where: int, target: float | None
 ) -> np.ndarray:
-    """Water-fill `count` identical runs into the load; return their slots in seconds.
+    """Water-fill up to `count` identical runs into the load; return their slots in seconds.
 
-    Each round puts one run on every stretch within `tolerance` of the lowest, as long as the
-    runs do not overlap each other (then each raises the peak there by one only). A weekly run
-    that would go over the cap where its kind puts it may go anywhere in its window instead.
+    Each round puts one run on every lowest stretch of the allowed starts, the runs not
+    overlapping each other (so each raises the load there by one only). With a `target`, it
+    stops before any run would take the load above it, and may place fewer than `count`.
+    `where` is ON_DAY (the chosen day only), WINDOW (anywhere in the window, nearest the day
+    first) or DAILY_KIND.
     """
     placed: list[np.ndarray] = []
     remaining = count
-    if kind == DAILY_KIND:
+    if where == DAILY_KIND:
         width = min(length, DAY_BINS)
         while remaining > 0:
             highest = cyclic_window_max(daily_fold(load), 0, DAY_BINS, width)
-            level = highest.min() + tolerance
-            picks = _spaced(np.flatnonzero(highest <= level), width, DAY_BINS)
-            picks = _thin(picks, remaining)
+            level = highest.min()
+            if target is not None and level + 1 > target + 1e-9:
+                break
+            picks = _thin(_spaced(np.flatnonzero(highest <= level), width, DAY_BINS), remaining)
             add_spans(load, daily_starts(picks), length)
             placed.append(picks)
             remaining -= picks.size
-        return np.concatenate(placed) * BIN_S
-    first = (day * DAY_BINS - SPILL_BINS) % WEEK_BINS
-    local = np.arange(WINDOW_BINS)
-    on_day = (local >= SPILL_BINS) & (local < SPILL_BINS + DAY_BINS)
-    allowed = {
-        ON_DAY: on_day,
-        BEFORE: local < SPILL_BINS,
-        AFTER: local >= SPILL_BINS + DAY_BINS,
-    }[kind]
-    while remaining > 0:
-        highest = cyclic_window_max(load, first, WINDOW_BINS, length)
-        if highest[allowed].min() + 1 > cap and highest.min() < highest[allowed].min():
-            allowed = np.ones(WINDOW_BINS, dtype=bool)
-        highest = np.where(allowed, highest, np.inf)
-        level = highest.min() + tolerance
-        picks = _thin(_spaced(np.flatnonzero(highest <= level), length, None), remaining)
-        add_spans(load, first + picks, length)
-        placed.append((first + picks) % WEEK_BINS)
-        remaining -= picks.size
-    return np.concatenate(placed) * BIN_S
-
-
-def _placement_order(
-    days: np.ndarray, kind: np.ndarray, lengths: np.ndarray, durations: np.ndarray
-) -> np.ndarray:
-    """A sort key grouping identical runs, in the order their groups are placed.
-
-    Daily runs go first: they are the same on every day, so they are best laid flat. Then the
-    weekly runs day by day, the busiest day first, so that a busy day's runs can start late and
-    carry on into the next, quieter day, whose own runs then fill in around them. Within a
-    phase, the longest runs first.
-    """
-    weekly = days != DAILY
-    weekly_work = np.bincount(days[weekly], weights=durations[weekly], minlength=7)
-    phase_of_day = np.empty(7, dtype=np.int64)
-    phase_of_day[np.argsort(-weekly_work, kind="stable")] = np.arange(1, 8)
-    phase = np.where(days == DAILY, 0, phase_of_day[np.maximum(days, 0)])
-    return (phase * WEEK_BINS * 2 + (WEEK_BINS - lengths)) * 8 + kind
+    else:
+        first = (day * DAY_BINS - SPILL_BINS) % WEEK_BINS
+        local = np.arange(WINDOW_BINS)
+        on_day = (local >= SPILL_BINS) & (local < SPILL_BINS + DAY_BINS)
+        # Off the day, a start nearer the day is closer to what its owner asked for.
+        outside = np.maximum(SPILL_BINS - local, local - (SPILL_BINS + DAY_BINS - 1))
+        while remaining > 0:
+            highest = cyclic_window_max(load, first, WINDOW_BINS, length)
+            if target is not None:
+                # A run takes the latest start that fits: a long run then carries its load
+                # past the day's end (or the window's), into quieter time, and leaves the room
+                # behind it to the runs still to come. Days fill from their ends.
+                allowed = on_day if where == ON_DAY else True
+                fits = allowed & (highest + 1 <= target + 1e-9)
+                picks = _spaced(np.flatnonzero(fits), length, None)
+                if picks.size == 0:
+                    break
+                picks = picks[-remaining:]
+            else:
+                level = highest.min()
+                picks = _spaced(np.flatnonzero(highest <= level), length, None)
+                if picks.size > remaining:
+                    nearest = np.argsort(outside[picks], kind="stable")[:remaining]
+                    picks = np.sort(picks[nearest])
+            add_spans(load, first + picks, length)
+            placed.append((first + picks) % WEEK_BINS)
+            remaining -= picks.size
+    if not placed:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(placed).astype(np.int64) * BIN_S
 
 
 def _thin(picks: np.ndarray, wanted: int) -> np.ndarray:
@@ -311,6 +269,85 @@ def _tenant_stacking(days: np.ndarray, slots: np.ndarray, codes: np.ndarray) -> 
     return int(counts.max())
 
 
+def _groups(members: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
+    """Members split by key, in ascending key order."""
+    if members.size == 0:
+        return []
+    order = np.argsort(key, kind="stable")
+    members, key = members[order], key[order]
+    return np.split(members, np.flatnonzero(np.diff(key)) + 1)
+
+
+def _place_all(
+    load: np.ndarray,
+    days: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    todo: np.ndarray,
+    target: float,
+    headroom: float = 0.0,
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Place the schedules in `todo` into the load; yield (members, their slots) as it goes.
+
+    Daily runs go first, longest first: the same on every day, they are best laid flat. Then
+    the weekly runs, longest first, in three passes: on their chosen day without going over
+    the target; what did not fit, anywhere in their window without going over it (nearest
+    the day first); what still did not fit, wherever the load grows least. The first pass
+    fills every day before any run leaves its day, so a run leaves only for want of room.
+    """
+    daily = todo[days[todo] == DAILY]
+    weekly = todo[days[todo] != DAILY]
+    for members in _groups(daily, -lengths[daily]):
+        members = members[_spread_order(codes[members], seed=int(members[0]) & 0xFFFF)]
+        length = int(lengths[members[0]])
+        got = _fill(load, DAILY, length, members.size, DAILY_KIND, target)
+        rest = _fill(load, DAILY, length, members.size - got.size, DAILY_KIND, None)
+        yield members, np.concatenate((np.sort(got), np.sort(rest)))
+    # Day by day, the busiest first: a busy day claims its own day, then its spill claims the
+    # edges of the neighbouring days, before those days' own runs are placed around them.
+    work = np.bincount(days[weekly], weights=lengths[weekly], minlength=7)
+    waiting: list[np.ndarray] = []
+    for day in np.argsort(-work, kind="stable"):
+        of_day = weekly[days[weekly] == day]
+        spilled: list[np.ndarray] = []
+        # Shortest first on the day: when not all fit, the longest leave, each freeing the most
+        # room, so the fewest schedules leave their day.
+        for members in _groups(of_day, lengths[of_day]):
+            members = members[_spread_order(codes[members], seed=int(members[0]) & 0xFFFF)]
+            got = _fill(
+                load, int(day), int(lengths[members[0]]), members.size, ON_DAY, target - headroom
+            )
+            yield members[: got.size], np.sort(got)
+            if got.size < members.size:
+                spilled.append(members[got.size :])
+        for members in spilled[::-1]:
+            got = _fill(load, int(day), int(lengths[members[0]]), members.size, WINDOW, target)
+            yield members[: got.size], np.sort(got)
+            if got.size < members.size:
+                waiting.append(members[got.size :])
+    # What fits nowhere under the target goes wherever the load grows least.
+    for members in waiting:
+        got = _fill(
+            load, int(days[members[0]]), int(lengths[members[0]]), members.size, WINDOW, None
+        )
+        yield members, np.sort(got)
+
+
+def _place_peak_first(
+    load: np.ndarray, days: np.ndarray, lengths: np.ndarray, codes: np.ndarray, todo: np.ndarray
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Place for the lowest peak alone: every run, longest first, where the load is lowest in
+    its window (its day winning ties). The fallback when the cap cannot be met."""
+    for members in _groups(todo, -lengths[todo] * 8 + days[todo]):
+        members = members[_spread_order(codes[members], seed=int(members[0]) & 0xFFFF)]
+        day = int(days[members[0]])
+        where = DAILY_KIND if day == DAILY else WINDOW
+        yield (
+            members,
+            np.sort(_fill(load, day, int(lengths[members[0]]), members.size, where, None)),
+        )
+
+
 def rebalance(
     day_of_week: np.ndarray | Iterable[int | None],
     duration_s: np.ndarray | Iterable[float],
@@ -318,6 +355,8 @@ def rebalance(
     current_slot: np.ndarray | Iterable[int],
     cap: float,
     progress: Callable[[int], None] | None = None,
+    with_limit: bool = True,
+    headroom: float = 0.0,
 ) -> PlanResult:
     """Re-plan a whole fleet. Arrays are per schedule; day_of_week holds None or -1 for daily
     schedules; current_slot holds -1 for a schedule without a slot yet.
@@ -341,42 +380,33 @@ def rebalance(
     lengths = duration_bins(durations)
 
     bound: LowerBound = lower_bound(days, durations)
-    limit = on_day_limit(days, durations, cap)
+    limit = on_day_limit(days, durations, cap) if with_limit else None
     # The load is a whole number at every moment: the cap it must stay under is the cap
-    # rounded down, or when no plan meets it, the lowest peak reachable.
-    if cap >= bound.value and limit.feasible:
-        target = float(np.floor(cap + 1e-9))
-    else:
-        target = float(np.ceil(max(bound.value, limit.cap, cap) - 1e-9))
+    # rounded down, or when no plan can meet it, the bound rounded up.
+    target = float(np.floor(cap + 1e-9)) if cap >= bound.value else float(np.ceil(bound.value))
 
     current_kind = _current_kind(days, current)
-    kind = _choose_kinds(days, lengths, current_kind, limit)
-    keep = (current_kind == kind) & (current_kind != 0)
-    slots = np.where(keep, current, -1)
+    keep = current_kind != 0
     load = np.zeros(WEEK_BINS)
-    add_schedules(load, days[keep], slots[keep], durations[keep])
-    _evict_over_cap(load, days, slots, durations, keep, target)
-    slots[~keep] = -1
-    if progress is not None:
-        progress(int(keep.sum()))
-
+    add_schedules(load, days[keep], current[keep], durations[keep])
+    _evict_over_cap(load, days, current, durations, keep, target)
+    slots = np.where(keep, current, -1)
     todo = np.flatnonzero(~keep)
-    group_key = _placement_order(days, kind, lengths, durations)[todo]
-    order = np.argsort(group_key, kind="stable")
-    todo, group_key = todo[order], group_key[order]
-    groups = np.split(todo, np.flatnonzero(np.diff(group_key)) + 1) if todo.size else []
-    for members in groups:
-        i = members[0]
-        if days[i] == DAILY:
-            group_slots = _fill_group(load, DAILY, DAILY_KIND, int(lengths[i]), members.size, 0.0)
-        else:
-            group_slots = _fill_group(
-                load, int(days[i]), int(kind[i]), int(lengths[i]), members.size, 0.0
-            )
-        spread = members[_spread_order(codes[members], seed=int(i) & 0xFFFF)]
-        slots[spread] = np.sort(group_slots)
+    for members, slot_of in _place_all(load, days, lengths, codes, todo, target, headroom):
+        slots[members] = slot_of
         if progress is not None:
             progress(members.size)
+    if load.max() > target + 1e-9:
+        # The day-first plan went over: try the plan that minds the peak alone, from scratch,
+        # and keep whichever peak is lower.
+        other_load = np.zeros(WEEK_BINS)
+        other = np.full(days.size, -1, dtype=np.int64)
+        for members, slot_of in _place_peak_first(
+            other_load, days, lengths, codes, np.arange(days.size)
+        ):
+            other[members] = slot_of
+        if other_load.max() < load.max():
+            slots, load = other, other_load
 
     had_slot = current_kind != 0
     moved = int((had_slot & (slots != current)).sum())
@@ -387,7 +417,7 @@ def rebalance(
         lower_bound=bound.value,
         lower_bound_explanation=bound.explanation,
         on_day_share=on_day_share(days, slots),
-        max_on_day_share=limit.share,
+        max_on_day_share=limit.share if limit is not None else float("nan"),
         cap=float(cap),
         load=load,
         tenant_stacking=_tenant_stacking(days, slots, codes),
