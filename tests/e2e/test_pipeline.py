@@ -210,3 +210,20 @@ def test_cap_holds_across_hundreds_of_runs(pipeline) -> None:
     assert peak_runs <= 5
     assert peak_images <= 5
     assert peak_runs == 5  # the cap was used, not just respected
+
+
+def test_an_image_that_never_finishes_times_out_and_frees_its_place(pipeline) -> None:
+    [hanging] = pipeline.cloud.add_servers("tenant-a", 1, disk_gb=5, fault="image_hang")
+    [healthy] = pipeline.cloud.add_servers("tenant-a", 1, disk_gb=5)
+    pipeline.enable("tenant-a", hanging)
+    pipeline.worker(RUN_TIMEOUT_S="4", INFLIGHT_CAP="1")
+    pipeline.beat(RUN_TIMEOUT_S="4", INFLIGHT_CAP="1")
+    [stuck] = wait_for(lambda: [r for r in pipeline.runs() if r.state == "saving"], 30, "saving")
+    pipeline.enable("tenant-a", healthy)  # waits behind the stuck one: the cap is 1
+    runs = pipeline.wait_runs_final(2, timeout=60)
+    by_server = {r.server_id: r for r in runs}
+    assert by_server[hanging].state == "timed_out"
+    assert "deadline" in by_server[hanging].error
+    assert by_server[healthy].state == DONE
+    assert by_server[healthy].started_at >= by_server[hanging].finished_at
+    assert stuck.id == by_server[hanging].id
