@@ -160,7 +160,28 @@ class OpenStackDriver(ComputeDriver):
         with _translate(ServerNotFound, f"server {server_id}", conflict=ServerBusy):
             # The SDK picks microversion 2.45 when the cloud has it and reads the id from the
             # JSON body, else from the Location header of older clouds.
-            return NovaServer(id=server_id).create_image(self._conn.compute, name, dict(metadata))
+            image_id = NovaServer(id=server_id).create_image(
+                self._conn.compute, name, dict(metadata)
+            )
+        # Nova files an admin's snapshot under the admin's own project; the image belongs in
+        # the tenant's account, where the tenant sees it and retention counts it.
+        self._adopt(tenant_id, image_id)
+        return image_id
+
+    def _adopt(self, tenant_id: str, image_id: str) -> None:
+        with _translate(ImageNotFound, f"image {image_id}"):
+            body = self._glance("GET", f"/images/{image_id}").json()
+        if body.get("owner") == tenant_id:
+            return
+        if body.get("owner") != self._conn.current_project_id:
+            raise ImageNotFound(f"image {image_id}")
+        with _translate(ImageNotFound, f"image {image_id}"):
+            self._glance(
+                "PATCH",
+                f"/images/{image_id}",
+                json=[{"op": "replace", "path": "/owner", "value": tenant_id}],
+                headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+            )
 
     # -- Glance -----------------------------------------------------------------------------
 
@@ -186,12 +207,23 @@ class OpenStackDriver(ComputeDriver):
         return found
 
     def list_server_images(self, tenant_id: str, server_id: str) -> list[Image]:
-        query = {INSTANCE_UUID_KEY: server_id, "owner": tenant_id}
-        return [
-            _image(body)
-            for body in self._list_images(query, page_size=GLANCE_PAGE_SIZE)
-            if body.get("owner") == tenant_id and body.get(INSTANCE_UUID_KEY) == server_id
-        ]
+        try:
+            self.get_server(tenant_id, server_id)
+            # A snapshot left in the service's own project by a crash between Nova's answer
+            # and its adoption is the tenant's too: it is adopted here, found by its server.
+            stray_owner = self._conn.current_project_id
+        except ServerNotFound:
+            stray_owner = None
+        images = []
+        for body in self._list_images({INSTANCE_UUID_KEY: server_id}, GLANCE_PAGE_SIZE):
+            if body.get(INSTANCE_UUID_KEY) != server_id:
+                continue
+            if body.get("owner") == stray_owner and stray_owner is not None:
+                self._adopt(tenant_id, body["id"])
+                body = {**body, "owner": tenant_id}
+            if body.get("owner") == tenant_id:
+                images.append(_image(body))
+        return images
 
     def delete_image(self, tenant_id: str, image_id: str) -> None:
         # get_image first: the admin could delete any project's image, so the owner is

@@ -905,6 +905,28 @@ class OpenStackCloud:
                     return error("glance", 404, f"No image found with ID {image_id}")
                 return flask.jsonify(cloud._image_body(image, cloud.clock()))
 
+        @app.patch("/image/v2/images/<image_id>")
+        def patch_image(image_id: str) -> flask.Response:
+            token = caller("glance")
+            if isinstance(token, flask.Response):
+                return token
+            if flask.request.mimetype != "application/openstack-images-v2.1-json-patch":
+                return error("glance", 415, "Unsupported Content-Type")
+            operations = flask.request.get_json(force=True, silent=True)
+            if not isinstance(operations, list):
+                return error("glance", 400, "A JSON patch list is required")
+            with cloud._lock:
+                image = cloud.images.get(image_id)
+                if image is None or not visible(token, image):
+                    return error("glance", 404, f"No image found with ID {image_id}")
+                for op in operations:
+                    if op.get("op") != "replace" or op.get("path") != "/owner":
+                        return error("glance", 400, "Only replacing /owner is supported here")
+                    if not is_admin(token):
+                        return error("glance", 403, "Only an admin may change an image's owner")
+                    image.owner = str(op.get("value"))
+                return flask.jsonify(cloud._image_body(image, cloud.clock()))
+
         @app.delete("/image/v2/images/<image_id>")
         def delete_image(image_id: str) -> flask.Response:
             token = caller("glance")
