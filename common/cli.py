@@ -27,7 +27,7 @@ def show_settings() -> None:
     current = Settings.from_env()
     for setting in SETTINGS:
         value = getattr(current, setting.name.lower(), "")
-        if "PASSWORD" in setting.name and value:
+        if setting.secret and value:
             value = "***"
         click.echo(f"{setting.name}={value}  # default {setting.default!r}: {setting.help}")
 
@@ -38,15 +38,15 @@ def _register() -> None:
     from common.sim_cli import sim
     from common.up import up
     from workers.cli import beat, worker
+    from workers.flower_cli import flower
 
-    for command in (api_command, token, db, sim, up, worker, beat):
+    for command in (api_command, token, db, sim, up, worker, beat, flower):
         cli.add_command(command)
-    try:
-        from scheduler.simulate import simulate
-    except ImportError:  # the planner is not part of this build
-        pass
-    else:
-        cli.add_command(simulate)
+    from scheduler.cli import plan
+    from scheduler.simulate import simulate
+
+    cli.add_command(plan)
+    cli.add_command(simulate)
 
 
 _register()

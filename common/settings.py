@@ -18,6 +18,11 @@ class Setting:
     default: str
     help: str
 
+    @property
+    def secret(self) -> bool:
+        """Printed as *** by `scheduled-images settings`."""
+        return self.name in ("OS_PASSWORD", "FLOWER_BASIC_AUTH")
+
 
 # The table the README prints; `scheduled-images settings` prints it too.
 SETTINGS: tuple[Setting, ...] = (
@@ -69,7 +74,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TICK_INTERVAL_S", "5", "Seconds between scheduler ticks."),
     Setting("RETRY_ATTEMPTS", "3", "Attempts at an image before its run fails."),
-    Setting("RETRY_DELAY_S", "3600", "Seconds between attempts at a failed image."),
+    Setting(
+        "RETRY_DELAY_S",
+        "3600",
+        "Seconds before the second attempt at a failed image; "
+        "each later attempt waits that much longer again.",
+    ),
     Setting(
         "LEASE_S",
         "60",
@@ -85,8 +95,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SERVER_GONE_GRACE_S", "604800", "Seconds a schedule of a vanished server is kept."),
     Setting("LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
     Setting("LOG_LEVEL", "INFO", "Python log level."),
-    Setting("API_WORKERS", "2", "gunicorn worker processes of the API."),
-    Setting("API_THREADS", "8", "Threads per API worker."),
+    Setting("API_WORKERS", "2", "gunicorn worker processes of the API: about one per core."),
+    Setting(
+        "API_THREADS",
+        "2",
+        "Threads per API worker. Few: a request whose database answer is in waits for the GIL "
+        "behind every other running thread. Raise it if a slow compute API holds threads.",
+    ),
+    Setting(
+        "METRICS_PORT",
+        "0",
+        "Port of a worker's or beat's own Prometheus exporter (/metrics); 0: none.",
+    ),
+    Setting(
+        "METRICS_CACHE_S",
+        "5",
+        "Seconds the database-derived gauges of the API's /metrics are cached.",
+    ),
+    Setting("FLOWER_PORT", "5555", "Port of Flower (`scheduled-images flower`)."),
+    Setting(
+        "FLOWER_BASIC_AUTH",
+        "",
+        "Flower's basic auth, user:password. Empty: a generated one, kept in STATE_DIR.",
+    ),
 )
 
 
@@ -162,6 +193,10 @@ class Settings:
     log_level: str
     api_workers: int
     api_threads: int
+    metrics_port: int
+    metrics_cache_s: float
+    flower_port: int
+    flower_basic_auth: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -202,7 +237,22 @@ class Settings:
             log_level=_str(env, "LOG_LEVEL").upper(),
             api_workers=_int(env, "API_WORKERS", low=1),
             api_threads=_int(env, "API_THREADS", low=1),
+            metrics_port=_int(env, "METRICS_PORT"),
+            metrics_cache_s=_float(env, "METRICS_CACHE_S"),
+            flower_port=_int(env, "FLOWER_PORT", low=1),
+            flower_basic_auth=_str(env, "FLOWER_BASIC_AUTH"),
         )
+
+    def openstack_credentials(self) -> dict[str, str]:
+        """The service's own Keystone credentials, for the compute driver and token checks."""
+        return {
+            "auth_url": self.os_auth_url,
+            "username": self.os_username,
+            "password": self.os_password,
+            "project_name": self.os_project_name,
+            "user_domain_name": self.os_user_domain_name,
+            "project_domain_name": self.os_project_domain_name,
+        }
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -1,10 +1,29 @@
-"""`scheduled-images up`: the whole service on one machine, with a demo tenant to try it on."""
+"""`scheduled-images up`: the whole service on one machine, with a demo tenant to try it on.
+
+It runs the API, beat, one worker pool per queue and Flower as child processes of its own,
+each in a process group of its own so that stopping one stops everything it forked, and
+prints their output interleaved, each line labelled with the process it came from. Where no
+DATABASE_URL or BROKER_URL is set, the embedded PostgreSQL and Redis live in this process
+(in STATE_DIR), so they outlive every child and stop after them.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
 
 import click
+import requests
+import sqlalchemy as sa
 
 from api.auth import add_token
 from common import migrate
@@ -12,45 +31,309 @@ from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory
 from common.embedded import resolve_urls
 from common.logging import setup_logging
+from common.models import SimServer
+from common.settings import Settings
+from workers.celery_app import CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, TICK_QUEUE
+from workers.flower_cli import flower_basic_auth
+
+log = logging.getLogger("scheduled_images.up")
 
 DEMO_TENANT = "demo"
 DEMO_TOKEN = "demo-token"
+DEMO_ADMIN_TOKEN = "demo-admin-token"
+# Small disks: at the default SIM_SECONDS_PER_GB an image takes a couple of seconds.
+DEMO_DISK_GB = 4
+# (retention, day_of_week) of each demo server's schedule: two daily, one weekly.
+DEMO_SCHEDULES = ((7, None), (3, None), (4, "SATURDAY"))
+# Processes per pool. Creates wait on the compute API, so that pool gets the most; one
+# process is plenty for the tick, which only talks to PostgreSQL and Redis.
+POOLS = ((TICK_QUEUE, 1), (CREATE_QUEUE, 3), (POLL_QUEUE, 1), (RETENTION_QUEUE, 1))
+API_START_TIMEOUT_S = 60.0
+# Celery's warm shutdown lets a running task finish; tasks are bounded by the compute
+# timeout, so this is enough, and past it the group is killed (every task is idempotent).
+STOP_TIMEOUT_S = 20.0
 
 
-def _demo_servers(driver: SimulatedDriver, state_file) -> list[str]:  # type: ignore[no-untyped-def]
-    """The demo's servers, made once and found again on the next start."""
-    if state_file.exists():
-        return json.loads(state_file.read_text())
-    servers = driver.add_servers(DEMO_TENANT, 3, disk_gb=10)
-    state_file.write_text(json.dumps(servers))
-    return servers
+@dataclasses.dataclass
+class Child:
+    label: str
+    process: subprocess.Popen
+    reader: threading.Thread
+
+
+class Supervisor:
+    """Child processes, each the leader of its own process group, with labelled output."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self.children: list[Child] = []
+
+    def echo(self, line: str) -> None:
+        with self._lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+    def start(self, label: str, args: list[str], env: dict[str, str]) -> Child:
+        process = subprocess.Popen(
+            cli_argv(*args),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own group: a terminal's Ctrl-C reaches only `up`, which stops the children
+            # in order, and a signal to the group reaches a pool's forked children too.
+            start_new_session=True,
+        )
+        reader = threading.Thread(target=self._relay, args=(label, process), daemon=True)
+        reader.start()
+        child = Child(label, process, reader)
+        self.children.append(child)
+        return child
+
+    def _relay(self, label: str, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for raw in iter(process.stdout.readline, b""):
+            self.echo(f"[{label}] {raw.decode(errors='replace').rstrip()}")
+
+    def exited(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop_all(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM every group, wait, then SIGKILL whatever is left of any group."""
+        for child in self.children:
+            _signal_group(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            try:
+                child.process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("did not stop in time; killing it", extra={"process": child.label})
+        # Also sweeps a pool's children whose parent has already gone.
+        for child in self.children:
+            _signal_group(child.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(5)
+            child.reader.join(2)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def cli_argv(*args: str) -> list[str]:
+    """This interpreter running the `scheduled-images` CLI, wherever it was installed."""
+    return [sys.executable, "-c", "from common.cli import main; main()", *args]
+
+
+def demo_servers(sessions, driver: SimulatedDriver) -> list[str]:  # type: ignore[no-untyped-def]
+    """The demo tenant's servers, made once; the database keeps them for the next start."""
+    query = (
+        sa.select(SimServer.id)
+        .where(SimServer.tenant_id == DEMO_TENANT)
+        .order_by(SimServer.name, SimServer.id)
+        .limit(len(DEMO_SCHEDULES))
+    )
+    with sessions() as session:
+        found = list(session.scalars(query))
+    if found:
+        return found
+    driver.add_servers(DEMO_TENANT, len(DEMO_SCHEDULES), disk_gb=DEMO_DISK_GB)
+    # Read back in the order every later start reads them, so each keeps its schedule.
+    with sessions() as session:
+        return list(session.scalars(query))
+
+
+def enable_demo(base: str, servers: list[str]) -> list[str]:
+    """Enable the demo schedules through the API, as a user would; returns those new.
+
+    The planner may put a new schedule hours away, so each new one is also run now through
+    the runs endpoint: the first images appear within seconds of the first start.
+    """
+    headers = {"X-Auth-Token": DEMO_TOKEN}
+    enabled = []
+    for server, (retention, day) in zip(servers, DEMO_SCHEDULES, strict=False):
+        url = f"{base}/v2/{DEMO_TENANT}/servers/{server}/rax-si-image-schedule"
+        if requests.get(url, headers=headers, timeout=10).status_code == 200:
+            continue
+        body = {"image_schedule": {"retention": retention, "day_of_week": day}}
+        requests.post(url, json=body, headers=headers, timeout=10).raise_for_status()
+        requests.post(f"{url}/runs", headers=headers, timeout=10).raise_for_status()
+        enabled.append(server)
+    return enabled
+
+
+def _wait_for_api(base: str, api: Child, stopping: threading.Event) -> bool:
+    deadline = time.monotonic() + API_START_TIMEOUT_S
+    while time.monotonic() < deadline and not stopping.is_set() and api.process.poll() is None:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def _child_env(settings: Settings, flower_auth: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        BROKER_URL=settings.broker_url,
+        STATE_DIR=str(settings.state_dir),
+        AUTH_TOKENS_FILE=str(settings.auth_tokens_file),
+        FLOWER_BASIC_AUTH=flower_auth,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def banner(
+    base: str, flower_url: str, flower_auth: str, metrics: list[str], servers: list[str]
+) -> str:
+    server_url = (
+        f"{base}/v2/{DEMO_TENANT}/servers/{servers[0]}/rax-si-image-schedule" if servers else ""
+    )
+    lines = [
+        "",
+        f"Scheduled Images is up at {base}",
+        f"  docs:    {base}/docs   (OpenAPI: {base}/openapi.json)",
+        f"  flower:  {flower_url}   (basic auth {flower_auth})",
+        f"  metrics: {base}/metrics   workers and beat: {' '.join(metrics)}",
+    ]
+    if servers:
+        lines += [
+            f"  tenant: {DEMO_TENANT}   token: {DEMO_TOKEN}   operator token: {DEMO_ADMIN_TOKEN}",
+            f"  demo servers: {' '.join(servers)}",
+            "",
+            "  # the runs of a demo server (its first image appears within seconds)",
+            f"  curl -s -H 'X-Auth-Token: {DEMO_TOKEN}' {server_url}/runs",
+            "  # its schedule and next planned run",
+            f"  curl -s -H 'X-Auth-Token: {DEMO_TOKEN}' {server_url}",
+            "  # keep 7 images, weekly on Saturdays",
+            f"  curl -s -X POST -H 'X-Auth-Token: {DEMO_TOKEN}' -H 'Content-Type: "
+            f'application/json\' -d \'{{"image_schedule": {{"retention": 7, "day_of_week": '
+            f'"SATURDAY"}}}}\' {server_url}',
+            "  # run it now",
+            f"  curl -s -X POST -H 'X-Auth-Token: {DEMO_TOKEN}' {server_url}/runs",
+            "  # runs by state and the cap; set the cap",
+            f"  curl -s -H 'X-Auth-Token: {DEMO_ADMIN_TOKEN}' {base}/admin/v1/runs/summary",
+            f"  curl -s -X PUT -H 'X-Auth-Token: {DEMO_ADMIN_TOKEN}' -H 'Content-Type: "
+            f"application/json' -d '{{\"inflight_cap\": 20}}' {base}/admin/v1/cap",
+        ]
+    lines += ["", "Ctrl-C stops everything; the next start resumes from the state folder.", ""]
+    return "\n".join(lines)
+
+
+class _Stop:
+    """SIGINT and SIGTERM set an event instead of raising, so shutdown runs in one place."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, Callable | int | None] = {}
+
+    def __enter__(self) -> threading.Event:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self.event
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.event.set()
+
+    def __exit__(self, *_: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 @click.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-def up(host: str, port: int) -> None:
+@click.option(
+    "--flower-port", type=click.IntRange(1, 65535), default=None, help="Default: FLOWER_PORT."
+)
+@click.option(
+    "--metrics-base-port",
+    type=click.IntRange(1, 65530),
+    default=9100,
+    show_default=True,
+    help="Beat's exporter on this port, each worker pool's on the next ones.",
+)
+def up(host: str, port: int, flower_port: int | None, metrics_base_port: int) -> None:
     """Run the service on this machine; embedded servers where no URL is set."""
-    from api.cli import serve
     from common.cli import load_settings
 
-    settings = resolve_urls(load_settings())
-    setup_logging(settings.log_format, settings.log_level)
+    configured = load_settings()
+    setup_logging(configured.log_format, configured.log_level)
+    supervisor = Supervisor(sys.stdout)
+    with _Stop() as stopping:
+        try:
+            code = _run(
+                configured, supervisor, stopping, host, port, flower_port, metrics_base_port
+            )
+        finally:
+            supervisor.echo("[up] stopping every process")
+            supervisor.stop_all()
+            supervisor.echo("[up] stopped")
+    sys.exit(code)
+
+
+def _run(
+    configured: Settings,
+    supervisor: Supervisor,
+    stopping: threading.Event,
+    host: str,
+    port: int,
+    flower_port: int | None,
+    metrics_base_port: int,
+) -> int:
+    settings = resolve_urls(configured, broker=True)
     migrate.upgrade(settings.database_url)
-    sessions = make_session_factory(make_engine(settings.database_url))
-    driver = SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)
-    if settings.auth_backend == "static":
+    demo = settings.compute_driver == "simulated" and settings.auth_backend == "static"
+    servers: list[str] = []
+    if demo:
         add_token(settings.auth_tokens_file, DEMO_TOKEN, DEMO_TENANT, ["creator"])
-    servers = _demo_servers(driver, settings.state_dir / "demo-servers.json")
+        add_token(settings.auth_tokens_file, DEMO_ADMIN_TOKEN, "operators", ["admin"])
+        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+        sessions = make_session_factory(engine)
+        driver = SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)
+        servers = demo_servers(sessions, driver)
+        engine.dispose()
+    flower_auth = flower_basic_auth(settings)
+    env = _child_env(settings, flower_auth)
     base = f"http://{host}:{port}"
-    server_url = f"{base}/v2/{DEMO_TENANT}/servers/{servers[0]}/rax-si-image-schedule"
-    click.echo(
-        f"\nScheduled Images is up at {base} (docs: {base}/docs)\n"
-        f"  tenant: {DEMO_TENANT}   token: {DEMO_TOKEN}\n"
-        f"  demo servers: {' '.join(servers)}\n\n"
-        f"  curl -s -X POST -H 'X-Auth-Token: {DEMO_TOKEN}' -H 'Content-Type: application/json' "
-        f'-d \'{{"image_schedule": {{"retention": 7}}}}\' {server_url}\n'
-        f"  curl -s -H 'X-Auth-Token: {DEMO_TOKEN}' {server_url}\n",
-        err=True,
-    )
-    serve(settings, host, port)
+    flower_port = flower_port or settings.flower_port
+
+    api = supervisor.start("api", ["api", "--host", host, "--port", str(port)], env)
+    metrics = [f"http://{host}:{metrics_base_port}/metrics"]
+    supervisor.start("beat", ["beat"], {**env, "METRICS_PORT": str(metrics_base_port)})
+    for offset, (queue, concurrency) in enumerate(POOLS, start=1):
+        metrics.append(f"http://{host}:{metrics_base_port + offset}/metrics")
+        pool_env = {
+            **env,
+            "METRICS_PORT": str(metrics_base_port + offset),
+            "PROMETHEUS_MULTIPROC_DIR": str(settings.state_dir / "prometheus" / queue),
+        }
+        args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
+        supervisor.start(f"worker:{queue}", [*args, "--hostname", f"{queue}@%h"], pool_env)
+    supervisor.start("flower", ["flower", "--address", host, "--port", str(flower_port)], env)
+    if not _wait_for_api(base, api, stopping):
+        if stopping.is_set():
+            return 0
+        supervisor.echo(f"[up] the API did not answer at {base}/healthz; stopping")
+        return 1
+    if demo:
+        try:
+            started = enable_demo(base, servers)
+        except requests.RequestException as error:
+            supervisor.echo(f"[up] could not enable the demo schedules: {error}")
+            return 1
+        if started:
+            supervisor.echo(f"[up] demo schedules enabled and run now: {' '.join(started)}")
+    supervisor.echo(banner(base, f"http://{host}:{flower_port}", flower_auth, metrics, servers))
+    while not stopping.wait(0.5):
+        gone = supervisor.exited()
+        if gone is not None:
+            supervisor.echo(
+                f"[up] {gone.label} exited with code {gone.process.returncode}; stopping"
+            )
+            return 1
+    return 0

@@ -13,6 +13,7 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from common import metrics
 from common.compute.base import (
     ACTIVE,
     ERROR,
@@ -222,6 +223,7 @@ def _end(run: Run, state: str, now: dt.datetime, error: str | None) -> None:
     run.lease_until = None
     if error is not None:
         run.error = error
+    metrics.observe_run_end(run, now)
 
 
 def _learn_duration(session: orm.Session, run: Run, now: dt.datetime) -> None:

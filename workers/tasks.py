@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import exc
 
+from common import metrics
 from common.db import transaction
 from common.runtime_settings import inflight_cap
 from scheduler import tick as ticking
@@ -22,6 +23,7 @@ from workers.celery_app import app
 from workers.runtime import Runtime, runtime
 
 log = logging.getLogger("scheduled_images.workers")
+metrics.install_celery_metrics()
 
 # A database that is restarting answers again within seconds; ride it out instead of failing.
 DB_RETRY = {

@@ -1,0 +1,75 @@
+"""The database-derived gauges of /metrics, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from common import schedules
+from common.db import transaction
+from common.metrics import ServiceCollector
+from common.models import Run
+from common.runtime_settings import set_inflight_cap
+
+NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+
+
+def _run(server: str, state: str, error: str | None = None, waited_s: float = 0) -> Run:
+    at = NOW - dt.timedelta(seconds=waited_s)
+    return Run(
+        tenant_id="t",
+        server_id=server,
+        trigger="manual",
+        period=at.date(),
+        weekly=False,
+        scheduled_for=at,
+        state=state,
+        attempts=1,
+        error=error,
+        created_at=at,
+        not_before=at,
+        start_by=at + dt.timedelta(days=1),
+    )
+
+
+def test_collector_reads_runs_cap_waits_failures_and_planned_peak(sessions) -> None:  # type: ignore[no-untyped-def]
+    with transaction(sessions) as session:
+        for index in range(3):
+            schedules.upsert(
+                session,
+                tenant_id="t",
+                server_id=f"s{index}",
+                server_name=f"s{index}",
+                retention=2,
+                day_of_week=None,
+                slot_s=3600,  # all three at 01:00: the plan's peak is 3
+                default_duration_s=600,
+                now=NOW,
+            )
+        session.add_all(
+            [
+                _run("a", "pending", waited_s=90),
+                _run("b", "pending", waited_s=30),
+                _run("c", "saving"),
+                _run("d", "done"),
+                _run("e", "failed", "create failed: 500 (attempt 3 of 3)"),
+                _run("f", "timed_out", "timed out: the image did not finish"),
+            ]
+        )
+        set_inflight_cap(session, 7)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(sessions, default_cap=50, cache_s=60, clock=lambda: NOW))
+    text = generate_latest(registry).decode()
+    assert 'si_runs{state="pending"} 2.0' in text
+    assert "si_in_flight 1.0" in text
+    assert "si_inflight_cap 7.0" in text
+    assert "si_oldest_waiting_run_age_seconds 90.0" in text
+    assert 'si_runs_failed{reason="create_error",state="failed"} 1.0' in text
+    assert 'si_runs_failed{reason="timeout",state="timed_out"} 1.0' in text
+    assert "si_planned_peak_in_flight 3.0" in text
+    assert "si_metrics_database_up 1.0" in text
+    # Cached: a new run is not seen until the cache expires.
+    with transaction(sessions) as session:
+        session.add(_run("g", "pending"))
+    assert 'si_runs{state="pending"} 2.0' in generate_latest(registry).decode()

@@ -1,0 +1,72 @@
+"""The metrics helpers that need no server: failure reasons, broker URLs, Flower's password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from common import metrics
+from common.settings import Settings
+from workers.flower_cli import flower_basic_auth
+
+
+@pytest.mark.parametrize(
+    "state, error, reason",
+    [
+        ("failed", "create failed: boom (attempt 3 of 3)", "create_error"),
+        ("failed", "the image ended in ERROR (attempt 3 of 3)", "image_error"),
+        ("failed", "the image disappeared (attempt 3 of 3)", "image_missing"),
+        ("timed_out", "timed out: the image did not finish before the run's deadline", "timeout"),
+        ("cancelled", "the server no longer exists", "server_gone"),
+        ("cancelled", None, "cancelled"),
+        ("skipped", "waiting: the server is busy with another image", "busy"),
+        ("skipped", None, "missed_window"),
+        ("failed", None, "other"),
+    ],
+)
+def test_failure_reasons_are_a_few_bounded_labels(state: str, error: str, reason: str) -> None:
+    assert metrics.failure_reason(state, error) == reason
+
+
+def test_a_kombu_socket_url_becomes_a_unix_socket_client() -> None:
+    client = metrics.redis_client("redis+socket:///tmp/some/redis.socket")
+    assert client.connection_pool.connection_kwargs["path"] == "/tmp/some/redis.socket"
+    tcp = metrics.redis_client("redis://127.0.0.1:6390/2")
+    assert tcp.connection_pool.connection_kwargs["port"] == 6390
+    assert tcp.connection_pool.connection_kwargs["db"] == 2
+
+
+def test_queue_lengths_are_the_lengths_of_the_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = fakeredis.FakeServer()
+    fake = fakeredis.FakeRedis(server=server)
+    fake.rpush("create", "a", "b", "c")
+    fake.rpush("poll", "x")
+    monkeypatch.setattr(metrics, "redis_client", lambda url: fakeredis.FakeRedis(server=server))
+    assert metrics.queue_lengths("redis://broker", ["tick", "create", "poll"]) == {
+        "tick": 0,
+        "create": 3,
+        "poll": 1,
+    }
+
+
+def test_flower_password_is_the_setting_else_generated_once(tmp_path: Path) -> None:
+    settings = Settings.from_env({"STATE_DIR": str(tmp_path)})
+    first = flower_basic_auth(settings)
+    user, password = first.split(":")
+    assert user == "admin" and len(password) >= 12
+    assert flower_basic_auth(settings) == first
+    assert (tmp_path / "flower-auth").stat().st_mode & 0o077 == 0
+    configured = Settings.from_env({"STATE_DIR": str(tmp_path), "FLOWER_BASIC_AUTH": "u:p"})
+    assert flower_basic_auth(configured) == "u:p"
+
+
+def test_the_up_banner_shows_urls_token_and_curl_lines() -> None:
+    from common.up import banner
+
+    text = banner("http://h:1", "http://h:2", "admin:pw", ["http://h:3/metrics"], ["srv-1"])
+    assert "http://h:1/docs" in text and "http://h:2" in text and "admin:pw" in text
+    assert "http://h:1/metrics" in text and "http://h:3/metrics" in text
+    assert "token: demo-token" in text
+    assert "curl -s -H 'X-Auth-Token: demo-token' http://h:1/v2/demo/servers/srv-1/" in text
