@@ -19,9 +19,10 @@ from api.schemas import ErrorBody
 from common.clock import utcnow
 from common.compute import make_driver
 from common.compute.base import ComputeDriver
-from common.db import is_outage, make_engine, make_session_factory
+from common.db import is_outage, make_engine, make_read_session_factory, make_session_factory
 from common.logging import clear
 from common.settings import Settings
+from scheduler.fleet_plan import PlannedLoad
 
 MAX_BODY_BYTES = 64 * 1024
 # Ids are opaque, but a NUL or a control character can reach no server: refuse it early.
@@ -83,9 +84,11 @@ def create_app(
         sessions = make_session_factory(make_engine(settings.database_url))
     app.extensions["settings"] = settings
     app.extensions["sessions"] = sessions
+    app.extensions["read_sessions"] = make_read_session_factory(sessions)
     app.extensions["compute"] = compute or make_driver(settings, sessions)
     app.extensions["auth"] = auth or make_auth_backend(settings)
     app.extensions["clock"] = clock
+    app.extensions["planned_load"] = PlannedLoad()
 
     api = ServiceApi(app)
     from api import admin, health, runs, schedules

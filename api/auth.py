@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -45,17 +46,27 @@ class StaticTokens:
     The file is re-read when it changes, so tokens can be added without a restart.
     """
 
+    # A stat() of the file on every request is a system call on the hot path for a file that
+    # rarely changes: a known token looks at it at most this often, so a removed token stops
+    # working within a second. An unknown token looks at once, so a new one works at once.
+    RECHECK_S = 1.0
+
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._tokens: dict[str, Identity] = {}
+        self._next_check = 0.0
 
     def authenticate(self, token: str) -> Identity | None:
-        self._reload_if_changed()
-        return self._tokens.get(token)
+        identity = self._tokens.get(token)
+        if identity is None or time.monotonic() >= self._next_check:
+            self._reload_if_changed()
+            identity = self._tokens.get(token)
+        return identity
 
     def _reload_if_changed(self) -> None:
+        self._next_check = time.monotonic() + self.RECHECK_S
         try:
             stat = os.stat(self._path)
         except FileNotFoundError:
@@ -98,15 +109,7 @@ def make_auth_backend(settings: Settings) -> AuthBackend:
     if settings.auth_backend == "keystone":
         from api.keystone_auth import KeystoneAuth
 
-        return KeystoneAuth(
-            auth_url=settings.os_auth_url,
-            username=settings.os_username,
-            password=settings.os_password,
-            project_name=settings.os_project_name,
-            user_domain_name=settings.os_user_domain_name,
-            project_domain_name=settings.os_project_domain_name,
-            cache_seconds=settings.auth_cache_s,
-        )
+        return KeystoneAuth(**settings.openstack_credentials(), cache_seconds=settings.auth_cache_s)
     return StaticTokens(settings.auth_tokens_file)
 
 

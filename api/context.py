@@ -9,10 +9,16 @@ from sqlalchemy import orm
 
 from common.compute.base import ComputeDriver
 from common.settings import Settings
+from scheduler.fleet_plan import PlannedLoad
 
 
 def sessions() -> orm.sessionmaker[orm.Session]:
     return current_app.extensions["sessions"]
+
+
+def read_sessions() -> orm.sessionmaker[orm.Session]:
+    """Autocommit sessions for one-statement reads, used through `common.db.read`."""
+    return current_app.extensions["read_sessions"]
 
 
 def cloud() -> ComputeDriver:
@@ -25,3 +31,8 @@ def settings() -> Settings:
 
 def now() -> dt.datetime:
     return current_app.extensions["clock"]()
+
+
+def planned_load() -> PlannedLoad:
+    """This app's picture of the planned load, for placing schedules as they are enabled."""
+    return current_app.extensions["planned_load"]

@@ -7,15 +7,12 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import authorize_tenant
-from api.context import cloud, now, sessions
-from api.errors import abort, unavailable
+from api.context import now, sessions
 from api.schemas import RunPageArgs, RunResponse, RunsResponse
+from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import runs
 from common.clock import iso_z
-from common.compute.base import ComputeError, ServerNotFound
 from common.db import transaction
-from common.logging import bind
 from common.models import FINAL, Run
 
 blp = Blueprint(
@@ -43,22 +40,7 @@ def run_body(run: Run) -> dict:
     }
 
 
-def _check_server(tenant_id: str, server_id: str) -> None:
-    try:
-        cloud().get_server(tenant_id, server_id)
-    except ServerNotFound:
-        abort(404, f"Specified instance {server_id} could not be found.")
-    except ComputeError:
-        unavailable("The compute API")
-
-
-@blp.before_request
-def _authorize() -> None:
-    from flask import request
-
-    args = request.view_args or {}
-    authorize_tenant(args.get("tenant_id", ""), write=request.method not in ("GET", "HEAD"))
-    bind(tenant_id=args.get("tenant_id"), server_id=args.get("server_id"))
+blp.before_request(authorize_request)
 
 
 @blp.route("/runs")
@@ -70,7 +52,7 @@ class ServerRuns(MethodView):
         with sessions()() as session:
             rows = runs.server_runs(session, tenant_id, server_id, args["limit"], args["marker"])
         if not rows and args["marker"] is None:
-            _check_server(tenant_id, server_id)
+            lookup_server(tenant_id, server_id)
         body: dict = {"runs": [run_body(r) for r in rows]}
         if len(rows) == args["limit"]:
             href = url_for(
@@ -107,6 +89,5 @@ class ServerRuns(MethodView):
             except runs.NoSchedule:
                 run = None
         if run is None:
-            _check_server(tenant_id, server_id)
-            abort(404, f"Image schedule does not exist for server {server_id}")
+            no_schedule(tenant_id, server_id)
         return {"run": run_body(run)}

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import authorize_tenant
-from api.context import cloud, now, sessions, settings
-from api.errors import abort, unavailable
+from api.context import now, planned_load, read_sessions, sessions, settings
 from api.schemas import PageArgs, ScheduleListResponse, ScheduleRequest, ScheduleResponse
+from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import schedules
 from common.clock import iso_z
-from common.compute.base import ComputeError, Server, ServerNotFound
-from common.db import transaction
-from common.logging import bind
+from common.db import read, transaction
+from common.runtime_settings import inflight_cap
 from scheduler.placement import choose_slot
 
 blp = Blueprint(
@@ -35,34 +33,7 @@ def _schedule_body(row: schedules.ScheduleView) -> dict:
     }
 
 
-def _instance_not_found(server_id: str) -> None:
-    abort(404, f"Specified instance {server_id} could not be found.")
-
-
-def _no_schedule(tenant_id: str, server_id: str) -> None:
-    """404 for a missing schedule, saying whether the server itself is missing.
-
-    A server of another tenant gets the same answer as one that does not exist.
-    """
-    _server(tenant_id, server_id)
-    abort(404, f"Image schedule does not exist for server {server_id}")
-
-
-def _server(tenant_id: str, server_id: str) -> Server:
-    try:
-        return cloud().get_server(tenant_id, server_id)
-    except ServerNotFound:
-        _instance_not_found(server_id)
-    except ComputeError:
-        current_app.logger.warning("compute API failed while looking up a server", exc_info=True)
-        unavailable("The compute API")
-
-
-@blp.before_request
-def _authorize() -> None:
-    args = request.view_args or {}
-    authorize_tenant(args.get("tenant_id", ""), write=request.method not in ("GET", "HEAD"))
-    bind(tenant_id=args.get("tenant_id"), server_id=args.get("server_id"))
+blp.before_request(authorize_request)
 
 
 @blp.route("/servers/<server_id>/rax-si-image-schedule")
@@ -70,10 +41,9 @@ class ServerSchedule(MethodView):
     @blp.response(200, ScheduleResponse)
     def get(self, tenant_id: str, server_id: str) -> dict:
         """The server's schedule and its next planned run."""
-        with sessions()() as session:
-            row = schedules.find(session, tenant_id, server_id)
+        row = read(read_sessions(), lambda s: schedules.find(s, tenant_id, server_id))
         if row is None:
-            _no_schedule(tenant_id, server_id)
+            no_schedule(tenant_id, server_id)
         return _schedule_body(schedules.view(row))
 
     @blp.arguments(ScheduleRequest)
@@ -81,7 +51,7 @@ class ServerSchedule(MethodView):
     def post(self, body: dict, tenant_id: str, server_id: str) -> dict:
         """Enable or replace the server's schedule: daily, or weekly on `day_of_week`."""
         wanted = body["image_schedule"]
-        server = _server(tenant_id, server_id)
+        server = lookup_server(tenant_id, server_id)
         with transaction(sessions()) as session:
             current = schedules.find(session, tenant_id, server_id)
             row = schedules.upsert(
@@ -91,7 +61,15 @@ class ServerSchedule(MethodView):
                 server_name=server.name,
                 retention=wanted["retention"],
                 day_of_week=wanted["day_of_week"],
-                slot_s=choose_slot(current, wanted["day_of_week"], server_id),
+                slot_s=choose_slot(
+                    planned_load(),
+                    session,
+                    current,
+                    wanted["day_of_week"],
+                    tenant_id,
+                    inflight_cap(session, settings().inflight_cap),
+                    settings().default_image_duration_s,
+                ),
                 default_duration_s=settings().default_image_duration_s,
                 now=now(),
             )
@@ -108,7 +86,7 @@ class ServerSchedule(MethodView):
         with transaction(sessions()) as session:
             removed = schedules.remove(session, tenant_id, server_id)
         if not removed:
-            _no_schedule(tenant_id, server_id)
+            no_schedule(tenant_id, server_id)
         current_app.logger.info("schedule removed")
         return Response(status=202)
 
@@ -119,8 +97,10 @@ class TenantSchedules(MethodView):
     @blp.response(200, ScheduleListResponse)
     def get(self, args: dict, tenant_id: str) -> dict:
         """The tenant's schedules (extension), by server id, `limit` at a time."""
-        with sessions()() as session:
-            rows = schedules.page(session, tenant_id, args["limit"], args["marker"])
+        rows = read(
+            read_sessions(),
+            lambda s: schedules.page(s, tenant_id, args["limit"], args["marker"]),
+        )
         items = [
             {"server_id": r.server_id, **_schedule_body(schedules.view(r))["image_schedule"]}
             for r in rows

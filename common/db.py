@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc, orm
 
+T = TypeVar("T")
+# One read engine per write engine, so that apps built on one engine (the tests make many)
+# share one pool of read connections instead of each opening its own.
+_READ_ENGINES: weakref.WeakKeyDictionary[sa.Engine, sa.Engine] = weakref.WeakKeyDictionary()
 
-def make_engine(url: str, **kwargs: object) -> sa.Engine:
+
+def make_engine(url: str | sa.URL, **kwargs: object) -> sa.Engine:
     # pool_pre_ping lets every process ride out a database restart: a dead pooled
     # connection is replaced on checkout instead of failing the first request after it.
     options: dict[str, object] = {"pool_pre_ping": True}
@@ -22,6 +29,42 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
 
 def make_session_factory(engine: sa.Engine) -> orm.sessionmaker[orm.Session]:
     return orm.sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(
+    factory: orm.sessionmaker[orm.Session],
+) -> orm.sessionmaker[orm.Session]:
+    """Sessions of `factory`'s database for reads of one statement: use them through `read`.
+
+    A single SELECT sees committed data with or without a transaction, so these sessions run
+    in autocommit: no BEGIN before and no ROLLBACK after, one round trip instead of three.
+    They have their own pool without pre-ping (a fourth round trip): `read` retries instead.
+    """
+    engine = factory.kw["bind"]
+    reader = _READ_ENGINES.get(engine)
+    if reader is None:
+        reader = make_engine(engine.url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+        _READ_ENGINES[engine] = reader
+        # Whoever closes the engine's connections means its read connections too.
+        sa.event.listen(engine, "engine_disposed", lambda _: reader.dispose())
+    return make_session_factory(reader)
+
+
+def read(factory: orm.sessionmaker[orm.Session], work: Callable[[orm.Session], T]) -> T:
+    """`work(session)`, once more on a fresh connection if the pooled one had died.
+
+    A database restart kills every pooled connection; the first use of one fails, and
+    SQLAlchemy then invalidates the whole pool, so the second try connects anew. A read can
+    be repeated safely, which is what lets the read pool do without pre-ping.
+    """
+    try:
+        with factory() as session:
+            return work(session)
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with factory() as session:
+        return work(session)
 
 
 @contextlib.contextmanager

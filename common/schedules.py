@@ -25,10 +25,14 @@ def view(row: Schedule) -> ScheduleView:
     return ScheduleView(row.server_id, row.retention, row.day_of_week, row.next_run_at)
 
 
+# Built once: the API's hottest read then skips rebuilding the statement and its cache key.
+_FIND = sa.select(Schedule).where(
+    Schedule.server_id == sa.bindparam("server_id"), Schedule.tenant_id == sa.bindparam("tenant_id")
+)
+
+
 def find(session: orm.Session, tenant_id: str, server_id: str) -> Schedule | None:
-    return session.scalar(
-        sa.select(Schedule).where(Schedule.server_id == server_id, Schedule.tenant_id == tenant_id)
-    )
+    return session.scalar(_FIND, {"server_id": server_id, "tenant_id": tenant_id})
 
 
 def upsert(

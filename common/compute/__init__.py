@@ -13,12 +13,7 @@ def make_driver(settings: Settings, sessions: orm.sessionmaker[orm.Session]) -> 
         from common.compute.openstack import OpenStackDriver
 
         return OpenStackDriver(
-            auth_url=settings.os_auth_url,
-            username=settings.os_username,
-            password=settings.os_password,
-            project_name=settings.os_project_name,
-            user_domain_name=settings.os_user_domain_name,
-            project_domain_name=settings.os_project_domain_name,
+            **settings.openstack_credentials(),
             region_name=settings.os_region_name or None,
             interface=settings.os_interface,
             timeout=settings.compute_timeout_s,

@@ -83,3 +83,33 @@ def test_plan_commands(settings, sessions, monkeypatch) -> None:  # type: ignore
     assert "against cap 4" in moved.output
     after = runner.invoke(cli, ["plan", "show"])
     assert "planned peak 4" in after.output or "planned peak 3" in after.output
+
+
+def test_enabling_places_each_schedule_under_the_cap_at_once(alice, cloud) -> None:
+    root = alice.as_token("root")
+    root.request("PUT", root.url("/admin/v1/cap"), json={"inflight_cap": 2})
+    servers = cloud.add_servers("tenant-a", 12)
+    weekly = cloud.add_servers("tenant-a", 6)
+    for server in servers:
+        assert alice.post_schedule(server, {"image_schedule": {"retention": 1}}).ok
+    for server in weekly:
+        body = {"image_schedule": {"retention": 1, "day_of_week": "sunday"}}
+        assert alice.post_schedule(server, body).ok
+    week = root.request("GET", root.url("/admin/v1/plan")).json()
+    # 12 daily and 6 weekly runs of 15 minutes fit a cap of 2 with room to spare.
+    assert week["planned_peak"] <= 2
+    starts = [
+        alice.get_schedule(s).json()["image_schedule"]["next_run_at"] for s in servers + weekly
+    ]
+    assert len(set(starts)) == len(starts)
+    for server in weekly:
+        when = dt.datetime.strptime(
+            alice.get_schedule(server).json()["image_schedule"]["next_run_at"],
+            "%Y-%m-%dT%H:%M:%SZ",
+        )
+        assert when.weekday() == 6  # on the chosen day: the cap leaves room
+    # Re-posting the same kind of schedule keeps its slot.
+    before = alice.get_schedule(servers[0]).json()
+    alice.post_schedule(servers[0], {"image_schedule": {"retention": 5}})
+    after = alice.get_schedule(servers[0]).json()
+    assert after["image_schedule"]["next_run_at"] == before["image_schedule"]["next_run_at"]

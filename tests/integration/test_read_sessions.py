@@ -1,0 +1,107 @@
+"""Reads through `common.db.read`: autocommit sessions on a pool without pre-ping, retried once."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc, orm
+
+from common import schedules
+from common.clock import utcnow
+from common.db import (
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+    read,
+    transaction,
+)
+
+
+@pytest.fixture
+def reads(sessions: orm.sessionmaker[orm.Session]) -> orm.sessionmaker[orm.Session]:
+    return make_read_session_factory(sessions)
+
+
+def _backend_state(engine: sa.Engine, pid: int) -> str:
+    with engine.connect() as other:
+        return other.scalar(
+            sa.text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+
+
+def _store(sessions: orm.sessionmaker[orm.Session], server_id: str, retention: int) -> None:
+    with transaction(sessions) as session:
+        schedules.upsert(
+            session,
+            tenant_id="tenant-a",
+            server_id=server_id,
+            server_name="web",
+            retention=retention,
+            day_of_week=None,
+            slot_s=600,
+            default_duration_s=600.0,
+            now=utcnow(),
+        )
+
+
+def test_a_read_holds_no_transaction_open(sessions, reads, engine) -> None:  # type: ignore[no-untyped-def]
+    with reads() as session:
+        pid = session.scalar(sa.text("SELECT pg_backend_pid()"))
+        # A transactional session would leave its backend "idle in transaction" here.
+        assert _backend_state(engine, pid) == "idle"
+    with sessions() as session:
+        pid = session.scalar(sa.text("SELECT pg_backend_pid()"))
+        assert _backend_state(engine, pid) == "idle in transaction"
+
+
+def test_a_read_sees_every_committed_write(sessions, reads) -> None:  # type: ignore[no-untyped-def]
+    for retention in (3, 9, 4):
+        _store(sessions, "srv-1", retention)
+        row = read(reads, lambda s: schedules.find(s, "tenant-a", "srv-1"))
+        assert row is not None and row.retention == retention
+
+
+def test_one_pool_of_read_connections_per_engine(sessions) -> None:  # type: ignore[no-untyped-def]
+    first, second = make_read_session_factory(sessions), make_read_session_factory(sessions)
+    assert first.kw["bind"] is second.kw["bind"]
+
+
+def test_a_read_on_a_dead_pooled_connection_is_retried_once(sessions, reads, engine) -> None:  # type: ignore[no-untyped-def]
+    """As after a database restart: the pooled connection is gone, the caller sees nothing."""
+    _store(sessions, "srv-1", 5)
+    dead = read(reads, lambda s: s.scalar(sa.text("SELECT pg_backend_pid()")))
+    with engine.connect() as other:
+        other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": dead})
+        other.commit()
+    calls = []
+
+    def find(session: orm.Session) -> tuple[int, int]:
+        calls.append(1)
+        row = schedules.find(session, "tenant-a", "srv-1")
+        assert row is not None
+        return session.scalar(sa.text("SELECT pg_backend_pid()")), row.retention
+
+    pid, retention = read(reads, find)
+    assert (len(calls), retention) == (2, 5)
+    assert pid != dead
+
+
+def test_a_failing_statement_is_not_retried(reads) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+
+    def broken(session: orm.Session) -> None:
+        calls.append(1)
+        session.execute(sa.text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(exc.ProgrammingError):
+        read(reads, broken)
+    assert len(calls) == 1
+
+
+def test_disposing_the_engine_closes_the_read_connections(database_url) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(database_url)
+    reads = make_read_session_factory(make_session_factory(engine))
+    read(reads, lambda s: s.scalar(sa.text("SELECT 1")))
+    assert reads.kw["bind"].pool.checkedin() == 1
+    engine.dispose()
+    assert reads.kw["bind"].pool.checkedin() == 0
