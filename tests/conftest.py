@@ -49,8 +49,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config._si_pg = _find_postgres()  # type: ignore[attr-defined]
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return "database: " + config._si_pg[1]  # type: ignore[attr-defined]
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # One line, shown under -q too (a report header is not), saying which server the run uses.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        from tests.support.processes import redis_executable
+
+        reporter.write_line("database: " + session.config._si_pg[1])  # type: ignore[attr-defined]
+        reporter.write_line(f"broker: a Redis of each end-to-end test's own, {redis_executable()}")
 
 
 @pytest.fixture(scope="session")
