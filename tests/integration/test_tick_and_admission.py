@@ -169,3 +169,19 @@ def test_runs_past_their_period_are_skipped_with_a_reason(sessions) -> None:
     [run] = all_runs(sessions)
     assert run.state == "skipped"
     assert "period has passed" in run.error
+
+
+def test_finished_runs_are_trimmed_after_the_history_days(sessions) -> None:
+    enable(sessions, "s1", next_run=NOW - dt.timedelta(minutes=1))
+    enable(sessions, "s2", next_run=NOW - dt.timedelta(minutes=1))
+    with transaction(sessions) as session:
+        tick.materialize_due_runs(session, NOW)
+        session.execute(
+            sa.update(Run)
+            .where(Run.server_id == "s1")
+            .values(state="done", finished_at=NOW - dt.timedelta(days=31))
+        )
+    with transaction(sessions) as session:
+        assert tick.trim_history(session, NOW, keep_days=30) == 1
+    # A pending run is never trimmed, however old.
+    assert [r.server_id for r in all_runs(sessions)] == ["s2"]
