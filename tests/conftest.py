@@ -7,7 +7,6 @@ import dataclasses
 import os
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,33 +15,19 @@ import requests
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from common import migrate
 from common.db import make_engine, make_session_factory
-from common.embedded import create_database, embedded_postgres_url
+from common.embedded import embedded_postgres_url
 from common.settings import Settings
-
-DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-
-
-def _answers(url: str) -> bool:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return True
-    except sa.exc.OperationalError:
-        return False
-    finally:
-        engine.dispose()
+from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
 
 
 def _find_postgres() -> tuple[str, str]:
-    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
-    if _answers(url):
+    url = os.environ.get("TEST_DATABASE_URL", LOCAL_ADMIN_URL)
+    if answers(url):
         return url, f"PostgreSQL server at {sa.make_url(url).render_as_string()}"
     state = Path(tempfile.gettempdir()) / "scheduled-images-test-state"
     url = embedded_postgres_url(state, database="postgres")
-    return url, f"embedded PostgreSQL in {state / 'pg'} (nothing answered at {DEFAULT_ADMIN_URL})"
+    return url, f"embedded PostgreSQL in {state / 'pg'} (nothing answered at {LOCAL_ADMIN_URL})"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,15 +52,9 @@ def pg_admin_url(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def database_url(pg_admin_url: str) -> Iterator[str]:
     """A database of this test run's own, migrated to head, dropped at the end."""
-    name = f"si_test_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name)
-    url = sa.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
+    url = create_migrated(pg_admin_url, "si_test")
     yield url
-    engine = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    drop(pg_admin_url, url)
 
 
 @pytest.fixture(scope="session")

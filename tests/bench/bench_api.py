@@ -31,7 +31,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import string
 import subprocess
@@ -39,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,9 +47,10 @@ from api.auth import add_token
 from common import migrate
 from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory
-from common.embedded import create_database, embedded_postgres_url
+from common.embedded import embedded_postgres_url
+from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
+from tests.support.processes import free_port
 
-LOCAL_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 # The same local server through its unix socket, as an API on the database's host would reach
 # it: no TCP stack on either side of each round trip. Used when it answers.
 LOCAL_SOCKET_DIR = "/var/run/postgresql"
@@ -310,39 +309,21 @@ def _socket_url(url: str) -> str:
     return f"postgresql+psycopg2://postgres@/{name}?host={LOCAL_SOCKET_DIR}"
 
 
-def _local_postgres_answers(url: str = LOCAL_ADMIN_URL) -> bool:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return True
-    except sa.exc.OperationalError:
-        return False
-    finally:
-        engine.dispose()
-
-
 @contextlib.contextmanager
 def bench_database(workdir: Path) -> Iterator[tuple[str, str]]:
     """A fresh database, migrated; dropped (or its embedded server stopped) at the end."""
-    if _local_postgres_answers():
-        name = f"si_bench_{uuid.uuid4().hex[:10]}"
-        create_database(LOCAL_ADMIN_URL, name)
-        url = sa.make_url(LOCAL_ADMIN_URL).set(database=name).render_as_string(False)
-        where = "PostgreSQL at 127.0.0.1:5432"
+    if answers(LOCAL_ADMIN_URL):
+        url = create_migrated(LOCAL_ADMIN_URL, "si_bench")
+        created, where = url, "PostgreSQL at 127.0.0.1:5432"
         try:
-            migrate.upgrade(url)
-            if _local_postgres_answers(_socket_url(url)):
+            if answers(_socket_url(url)):
                 url, where = (
                     _socket_url(url),
                     f"local PostgreSQL, unix socket in {LOCAL_SOCKET_DIR}",
                 )
             yield url, where
         finally:
-            engine = sa.create_engine(LOCAL_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with engine.connect() as connection:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            engine.dispose()
+            drop(LOCAL_ADMIN_URL, created)
     else:
         import embedded_postgres
 
@@ -354,15 +335,9 @@ def bench_database(workdir: Path) -> Iterator[tuple[str, str]]:
             embedded_postgres.get_server(workdir / "state" / "pg").cleanup()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def api_process(url: str, tokens: Path, workdir: Path) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     command = Path(sys.executable).parent / "scheduled-images"
     env = {
         **os.environ,

@@ -19,38 +19,24 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from common import migrate
 from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory, transaction
-from common.embedded import create_database, embedded_postgres_url
+from common.embedded import embedded_postgres_url
 from common.models import Run, Schedule
 from common.runtime_settings import set_inflight_cap
 from common.settings import Settings
+from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
 from tests.support.processes import RedisServer, ServiceProcess, wait_for
-
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
 def fresh_database(workdir: Path) -> tuple[str, str]:
     """A new database on the local PostgreSQL, else on an embedded one."""
-    name = f"si_bench_{uuid.uuid4().hex[:8]}"
-    admin = ADMIN_URL
-    try:
-        create_database(admin, name)
-    except sa.exc.OperationalError:
-        admin = embedded_postgres_url(workdir, database="postgres")
-        create_database(admin, name)
-    url = sa.make_url(admin).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    return admin, url
-
-
-def drop_database(admin: str, url: str) -> None:
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        name = sa.make_url(url).database
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    admin = (
+        LOCAL_ADMIN_URL
+        if answers(LOCAL_ADMIN_URL)
+        else embedded_postgres_url(workdir, database="postgres")
+    )
+    return admin, create_migrated(admin, "si_bench")
 
 
 def raw_publish_rate(app, count: int, broker: redis.Redis, batch: int = 0) -> float:  # type: ignore[no-untyped-def]
@@ -267,7 +253,7 @@ def main() -> int:
             )
     finally:
         redis_server.stop()
-        drop_database(admin, url)
+        drop(admin, url)
     return 0
 
 
