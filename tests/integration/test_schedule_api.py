@@ -320,3 +320,21 @@ def test_schedule_survives_api_restart(settings, sessions, tokens, cloud) -> Non
     finally:
         second.stop()
         engine.dispose()
+
+
+def test_identity_service_down_is_503_not_401(settings, sessions, server_a) -> None:
+    from api import create_app
+    from api.auth import AuthBackendUnavailable
+
+    class DownKeystone:
+        def authenticate(self, token: str):  # type: ignore[no-untyped-def]
+            raise AuthBackendUnavailable("keystone unreachable")
+
+    served = ServedApp(create_app(settings, sessions=sessions, auth=DownKeystone()))
+    try:
+        answer = Client(served.base, "alice", "tenant-a").get_schedule(server_a)
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"]
+        assert answer.json()["serviceUnavailable"]["code"] == 503
+    finally:
+        served.stop()
