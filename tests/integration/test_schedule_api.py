@@ -338,3 +338,31 @@ def test_identity_service_down_is_503_not_401(settings, sessions, server_a) -> N
         assert answer.json()["serviceUnavailable"]["code"] == 503
     finally:
         served.stop()
+
+
+def test_racing_posts_leave_one_schedule_per_server(alice, server_a, sessions) -> None:
+    import threading
+
+    import sqlalchemy as sa
+
+    from common.models import Schedule
+
+    barrier = threading.Barrier(8)
+    answers: list[int] = []
+
+    def post(retention: int) -> None:
+        barrier.wait()
+        answers.append(
+            alice.post_schedule(server_a, {"image_schedule": {"retention": retention}}).status_code
+        )
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 8
+    with sessions() as session:
+        rows = session.scalars(sa.select(Schedule).where(Schedule.server_id == server_a)).all()
+    assert len(rows) == 1
+    assert alice.get_schedule(server_a).json()["image_schedule"]["retention"] == rows[0].retention
