@@ -4,12 +4,13 @@ load for the coming week and rebalancing."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import current_app, url_for
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import authorize_admin
 from api.context import now, sessions, settings
+from api.pagination import last, page
 from api.runs import run_body
 from api.schemas import (
     AdminRunsArgs,
@@ -72,21 +73,8 @@ class Runs(MethodView):
             query = query.where(Run.id < args["marker"])
         with sessions()() as session:
             rows = list(session.scalars(query.order_by(Run.id.desc()).limit(args["limit"])))
-        body: dict = {
-            "runs": [
-                {"tenant_id": r.tenant_id, "server_id": r.server_id, **run_body(r)} for r in rows
-            ]
-        }
-        if len(rows) == args["limit"]:
-            href = url_for(
-                ".Runs",
-                limit=args["limit"],
-                marker=rows[-1].id,
-                **({"state": args["state"]} if args["state"] else {}),
-                _external=True,
-            )
-            body["runs_links"] = [{"rel": "next", "href": href}]
-        return body
+        items = [{"tenant_id": r.tenant_id, "server_id": r.server_id, **run_body(r)} for r in rows]
+        return page("runs", items, args["limit"], last(rows, "id"))
 
 
 @blp.route("/runs/summary")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.context import now, sessions
+from api.pagination import last, page
 from api.schemas import RunPageArgs, RunResponse, RunsResponse
 from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import runs
@@ -53,18 +53,7 @@ class ServerRuns(MethodView):
             rows = runs.server_runs(session, tenant_id, server_id, args["limit"], args["marker"])
         if not rows and args["marker"] is None:
             lookup_server(tenant_id, server_id)
-        body: dict = {"runs": [run_body(r) for r in rows]}
-        if len(rows) == args["limit"]:
-            href = url_for(
-                ".ServerRuns",
-                tenant_id=tenant_id,
-                server_id=server_id,
-                limit=args["limit"],
-                marker=rows[-1].id,
-                _external=True,
-            )
-            body["runs_links"] = [{"rel": "next", "href": href}]
-        return body
+        return page("runs", [run_body(r) for r in rows], args["limit"], last(rows, "id"))
 
     @blp.response(202, RunResponse)
     def post(self, tenant_id: str, server_id: str) -> dict:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, url_for
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.context import now, planned_load, read_sessions, sessions, settings
+from api.pagination import last, page
 from api.schemas import PageArgs, ScheduleListResponse, ScheduleRequest, ScheduleResponse
 from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import schedules
@@ -105,14 +106,4 @@ class TenantSchedules(MethodView):
             {"server_id": r.server_id, **_schedule_body(schedules.view(r))["image_schedule"]}
             for r in rows
         ]
-        body: dict = {"image_schedules": items}
-        if len(rows) == args["limit"]:
-            href = url_for(
-                ".TenantSchedules",
-                tenant_id=tenant_id,
-                limit=args["limit"],
-                marker=rows[-1].server_id,
-                _external=True,
-            )
-            body["image_schedules_links"] = [{"rel": "next", "href": href}]
-        return body
+        return page("image_schedules", items, args["limit"], last(rows, "server_id"))

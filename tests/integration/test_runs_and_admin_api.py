@@ -128,3 +128,19 @@ def test_admin_runs_by_state_and_summary(alice, server_a, cloud) -> None:
     assert summary["by_state"]["pending"] == 2
     assert summary["in_flight"] == 0
     assert summary["oldest_waiting_s"] >= 0
+
+
+def test_admin_runs_pages_keep_the_state_filter(alice, cloud) -> None:
+    root = alice.as_token("root")
+    servers = cloud.add_servers("tenant-a", 3)
+    for server in servers:
+        alice.post_schedule(server, {"image_schedule": {"retention": 1}})
+        alice.request("POST", runs_url(alice, server))
+    seen, url = [], root.url("/admin/v1/runs?state=pending&limit=2")
+    while url:
+        body = root.request("GET", url).json()
+        seen += [r["server_id"] for r in body["runs"]]
+        url = body.get("runs_links", [{}])[0].get("href")
+        if url:
+            assert "state=pending" in url
+    assert sorted(seen) == sorted(servers)
