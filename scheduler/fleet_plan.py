@@ -101,6 +101,9 @@ class PlannedLoad:
                     current.expected_duration_s,
                     current.tenant_id,
                 )
+                # A schedule placed by another process since this picture was read was never
+                # in it: removing it must not leave a negative load that draws placements.
+                np.maximum(profile.load, 0.0, out=profile.load)
             return profile.place(day_of_week, duration_s, tenant_id, cap)
 
 
