@@ -54,9 +54,9 @@ __all__ = [
     "rebalance",
 ]
 
-# Where a slot lies: on the chosen day, on the window's edge before or after it, or daily;
-# WINDOW is anywhere in a weekly schedule's window.
-ON_DAY, BEFORE, AFTER, DAILY_KIND, WINDOW = 1, 2, 3, 4, 5
+# Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
+# or at any time of day for a daily schedule.
+ON_DAY, DAILY_KIND, WINDOW = 1, 4, 5
 
 
 @dataclass(frozen=True)
@@ -103,17 +103,15 @@ def on_day_share(day_of_week: np.ndarray | Iterable[int | None], slot_s: np.ndar
     return float(on.mean())
 
 
-def _current_kind(days: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Where each current slot lies: ON_DAY, BEFORE, AFTER, DAILY_KIND, or 0 (none)."""
-    kind = np.zeros(days.size, dtype=np.int8)
+def _allowed_slots(days: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Which schedules have a slot their kind allows: a time of day for a daily schedule, a
+    start inside the window (the day, or 12 hours either side) for a weekly one."""
     daily = days == DAILY
-    kind[daily & (current >= 0) & (current < DAY_S)] = DAILY_KIND
-    weekly = ~daily & (current >= 0) & (current < WEEK_S)
     offset = (current - days.astype(np.int64) * DAY_S) % WEEK_S
-    kind[weekly & (offset < DAY_S)] = ON_DAY
-    kind[weekly & (offset >= DAY_S) & (offset < DAY_S + SPILL_S)] = AFTER
-    kind[weekly & (offset >= WEEK_S - SPILL_S)] = BEFORE
-    return kind
+    in_window = (offset < DAY_S + SPILL_S) | (offset >= WEEK_S - SPILL_S)
+    return np.where(
+        daily, (current >= 0) & (current < DAY_S), (current >= 0) & (current < WEEK_S) & in_window
+    )
 
 
 def _evict_over_cap(
@@ -285,7 +283,6 @@ def _place_all(
     codes: np.ndarray,
     todo: np.ndarray,
     target: float,
-    headroom: float = 0.0,
 ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """Place the schedules in `todo` into the load; yield (members, their slots) as it goes.
 
@@ -314,9 +311,7 @@ def _place_all(
         # room, so the fewest schedules leave their day.
         for members in _groups(of_day, lengths[of_day]):
             members = members[_spread_order(codes[members], seed=int(members[0]) & 0xFFFF)]
-            got = _fill(
-                load, int(day), int(lengths[members[0]]), members.size, ON_DAY, target - headroom
-            )
+            got = _fill(load, int(day), int(lengths[members[0]]), members.size, ON_DAY, target)
             yield members[: got.size], np.sort(got)
             if got.size < members.size:
                 spilled.append(members[got.size :])
@@ -356,14 +351,14 @@ def rebalance(
     cap: float,
     progress: Callable[[int], None] | None = None,
     with_limit: bool = True,
-    headroom: float = 0.0,
 ) -> PlanResult:
     """Re-plan a whole fleet. Arrays are per schedule; day_of_week holds None or -1 for daily
     schedules; current_slot holds -1 for a schedule without a slot yet.
 
-    A schedule keeps its current slot when that slot still fits its kind (on its day or on the
-    window's edge, as the LP's quota says) and the kept load stays under the cap; the others
-    are placed by water-filling. `progress`, if given, is called with counts of schedules done.
+    A schedule keeps its current slot when its kind allows that slot and the kept load stays
+    under the target there; the others are placed as the module docstring says. The LP's best
+    on-day share is computed only `with_limit` (it takes seconds). `progress`, if given, is
+    called with counts of schedules done.
     """
     days = as_day_array(day_of_week)
     durations = np.asarray(duration_s, dtype=np.float64)
@@ -385,14 +380,14 @@ def rebalance(
     # rounded down, or when no plan can meet it, the bound rounded up.
     target = float(np.floor(cap + 1e-9)) if cap >= bound.value else float(np.ceil(bound.value))
 
-    current_kind = _current_kind(days, current)
-    keep = current_kind != 0
+    had_slot = _allowed_slots(days, current)
+    keep = had_slot.copy()
     load = np.zeros(WEEK_BINS)
     add_schedules(load, days[keep], current[keep], durations[keep])
     _evict_over_cap(load, days, current, durations, keep, target)
     slots = np.where(keep, current, -1)
     todo = np.flatnonzero(~keep)
-    for members, slot_of in _place_all(load, days, lengths, codes, todo, target, headroom):
+    for members, slot_of in _place_all(load, days, lengths, codes, todo, target):
         slots[members] = slot_of
         if progress is not None:
             progress(members.size)
@@ -408,7 +403,6 @@ def rebalance(
         if other_load.max() < load.max():
             slots, load = other, other_load
 
-    had_slot = current_kind != 0
     moved = int((had_slot & (slots != current)).sum())
     return PlanResult(
         slot_s=slots,
