@@ -90,11 +90,12 @@ class PlannedLoad:
     ) -> int:
         """The slot for an enabled or changed schedule: its own when its day stays, else the
         best place the planned load offers now."""
+        if current is not None and current.day_of_week == day_of_week:
+            # Nothing moves: no need to read, or lock, the planned load.
+            return current.slot_s
         with self._lock:
             profile = self.profile(session)
             if current is not None:
-                if current.day_of_week == day_of_week:
-                    return current.slot_s
                 profile.remove(
                     current.day_of_week,
                     current.slot_s,
