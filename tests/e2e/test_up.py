@@ -9,16 +9,14 @@ import re
 import signal
 import socket
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
-import sqlalchemy as sa
 
-from common.embedded import create_database
+from tests.support import databases
 from tests.support.processes import BIN, free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -234,13 +232,10 @@ def test_up_on_embedded_servers_and_resume(tmp_path: Path, ups: list[Up]) -> Non
 
 @pytest.fixture
 def own_database(pg_admin_url: str) -> Iterator[str]:
-    name = f"si_up_{uuid.uuid4().hex[:10]}"
-    create_database(pg_admin_url, name)
-    yield sa.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    # Empty: `up` migrates it itself.
+    url = databases.create(pg_admin_url, "si_up")
+    yield url
+    databases.drop(pg_admin_url, url)
 
 
 def test_up_on_configured_servers(tmp_path: Path, own_database: str, redis_server, ups) -> None:  # type: ignore[no-untyped-def]

@@ -26,11 +26,16 @@ def answers(url: str) -> bool:
         engine.dispose()
 
 
-def create_migrated(admin_url: str, prefix: str) -> str:
-    """A new database named `<prefix>_<random>` on the admin URL's server, at head."""
+def create(admin_url: str, prefix: str) -> str:
+    """A new, empty database named `<prefix>_<random>` on the admin URL's server."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     create_database(admin_url, name)
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def create_migrated(admin_url: str, prefix: str) -> str:
+    """A new database as `create` makes it, migrated to head."""
+    url = create(admin_url, prefix)
     migrate.upgrade(url)
     return url
 
