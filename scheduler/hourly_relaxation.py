@@ -1,0 +1,133 @@
+"""The lowest peak any plan could have, from an LP over the hours of the week.
+
+Every plan has, in each hour, a mean number in flight no higher than its peak. A run of L minutes
+starting at minute s adds to each hour the share of that hour it is in flight. As s moves, that
+share changes linearly between two kinds of points: where the run starts on the hour, and where
+it ends on the hour. So whatever start a plan gives a run, its hourly shares are a mix of the
+shares at the two such points around it, and an LP choosing how many runs of each kind start at
+each such point, anywhere their window allows, can match every plan's hourly means. The least
+busiest-hour mean it can reach is a lower bound on every plan's peak.
+
+Runs are grouped by their day and a length class, rounded down (exact up to an hour, then in
+steps of 2%), which keeps the LP small at any fleet size and only weakens the bound. The same LP
+with daily runs' hourly load held flat says how low a plan that lays daily runs flat can go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from scheduler.load_profile import DAILY, DAY_BINS, SPILL_BINS, WEEK_BINS, WINDOW_BINS
+
+HOUR = 60  # minutes
+HOURS = WEEK_BINS // HOUR
+EXACT_UP_TO = 60  # lengths (minutes) kept exact; longer ones are rounded down ...
+CLASS_RATIO = 1.02  # ... to a class at most this much shorter
+
+
+@dataclass(frozen=True)
+class RelaxedBound:
+    value: float  # no plan's peak is lower
+    daily_flat: float  # no plan whose daily runs keep the same load in every hour does better
+
+
+def length_classes(lengths: np.ndarray) -> np.ndarray:
+    """Each length (minutes) rounded down to its class."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = lengths.copy()
+    long = lengths > EXACT_UP_TO
+    steps = np.floor(np.log(lengths[long] / EXACT_UP_TO) / np.log(CLASS_RATIO))
+    # A whole number of minutes at or above the class's start is still at most the length.
+    out[long] = np.minimum(lengths[long], np.ceil(EXACT_UP_TO * CLASS_RATIO**steps - 1e-9))
+    return out
+
+
+def hourly_shares(starts: np.ndarray, length: int, period: int) -> sparse.coo_matrix:
+    """(hour of the period, start) → share of that hour a run of `length` minutes starting at
+    each start (minutes) is in flight, the period wrapping."""
+    starts = np.asarray(starts, dtype=np.int64)
+    touched = (length + HOUR - 1) // HOUR + 1
+    hours = starts[:, None] // HOUR + np.arange(touched)[None, :]
+    inside = np.minimum(starts[:, None] + length, (hours + 1) * HOUR) - np.maximum(
+        starts[:, None], hours * HOUR
+    )
+    share = np.clip(inside, 0, None).ravel() / HOUR
+    rows = (hours % (period // HOUR)).ravel()
+    cols = np.repeat(np.arange(starts.size), touched)
+    keep = share > 0
+    return sparse.coo_matrix(
+        (share[keep], (rows[keep], cols[keep])), shape=(period // HOUR, starts.size)
+    )
+
+
+def _turning_points(first: int, span: int, length: int) -> np.ndarray:
+    """Starts in [first, first + span] where a run starts or ends on the hour."""
+    on_hour = first + np.arange(0, span + 1, HOUR)
+    ends_on_hour = first + np.arange(HOUR, span + HOUR, HOUR) - length % HOUR
+    points = np.unique(np.concatenate((on_hour, ends_on_hour)))
+    return points[(points >= first) & (points <= first + span)]
+
+
+def _system(
+    days: np.ndarray, lengths: np.ndarray, with_daily: bool
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
+    """(hourly load per column, group membership per column, schedules per group)."""
+    classes = length_classes(lengths)
+    keys, counts = np.unique(np.stack((days.astype(np.int64), classes)), axis=1, return_counts=True)
+    blocks, sizes = [], []
+    for (day, length), count in zip(keys.T.tolist(), counts.tolist(), strict=True):
+        if day == DAILY:
+            if not with_daily:
+                continue
+            starts = _turning_points(0, DAY_BINS - 1, length) % DAY_BINS
+            per_day = hourly_shares(np.unique(starts), length, DAY_BINS).tocsr()
+            blocks.append(sparse.vstack([per_day] * 7))
+        else:
+            first = day * DAY_BINS - SPILL_BINS
+            starts = _turning_points(first, WINDOW_BINS, length) % WEEK_BINS
+            blocks.append(hourly_shares(starts, length, WEEK_BINS).tocsr())
+        sizes.append((blocks[-1].shape[1], count))
+    load = sparse.hstack(blocks).tocsr() if blocks else sparse.csr_matrix((HOURS, 0))
+    group = np.repeat(np.arange(len(sizes)), [columns for columns, _ in sizes])
+    membership = sparse.csr_matrix(
+        (np.ones(group.size), (group, np.arange(group.size))), shape=(len(sizes), group.size)
+    )
+    return load, membership, np.array([count for _, count in sizes], dtype=np.float64)
+
+
+def _lowest_peak(
+    load: sparse.csr_matrix, membership: sparse.csr_matrix, counts: np.ndarray, base: np.ndarray
+) -> float:
+    """min P such that load @ x + base <= P in every hour, with every group's runs placed."""
+    columns = load.shape[1]
+    if columns == 0:
+        return float(base.max()) if base.size else 0.0
+    result = linprog(
+        np.concatenate((np.zeros(columns), [1.0])),
+        A_ub=sparse.hstack([load, -np.ones((HOURS, 1))]).tocsr(),
+        b_ub=-base,
+        A_eq=sparse.hstack([membership, sparse.csr_matrix((membership.shape[0], 1))]).tocsr(),
+        b_eq=counts,
+        bounds=(0, None),
+        method="highs",
+    )
+    if result.status != 0:
+        raise RuntimeError(f"hourly relaxation failed: {result.message}")
+    return float(result.x[-1])
+
+
+def relaxed_bound(days: np.ndarray, lengths: np.ndarray) -> RelaxedBound:
+    """The hourly LP's lowest peak for runs of `lengths` minutes (days DAILY for daily runs),
+    and the same with daily runs laid flat."""
+    days = np.asarray(days)
+    lengths = np.clip(np.asarray(lengths, dtype=np.int64), 1, WEEK_BINS)
+    daily = days == DAILY
+    load, membership, counts = _system(days, lengths, with_daily=True)
+    value = _lowest_peak(load, membership, counts, np.zeros(HOURS))
+    flat = np.full(HOURS, lengths[daily].sum() / DAY_BINS)
+    load, membership, counts = _system(days[~daily], lengths[~daily], with_daily=False)
+    return RelaxedBound(value, _lowest_peak(load, membership, counts, flat))
