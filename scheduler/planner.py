@@ -68,6 +68,7 @@ class PlanResult:
     peak: float  # the highest planned number in flight at any minute
     lower_bound: float  # the lowest peak any plan could have
     lower_bound_explanation: str
+    daily_flat_bound: float  # the lowest peak with daily runs laid flat (nan unless computed)
     on_day_share: float  # share of weekly schedules on their chosen day
     max_on_day_share: float  # the most the cap allows, from the hourly LP
     cap: float
@@ -356,9 +357,9 @@ def rebalance(
     schedules; current_slot holds -1 for a schedule without a slot yet.
 
     A schedule keeps its current slot when its kind allows that slot and the kept load stays
-    under the target there; the others are placed as the module docstring says. The LP's best
-    on-day share is computed only `with_limit` (it takes seconds). `progress`, if given, is
-    called with counts of schedules done.
+    under the target there; the others are placed as the module docstring says. The LPs that
+    judge the plan (the best on-day share, the hourly bound) run only `with_limit` (seconds).
+    `progress`, if given, is called with counts of schedules done.
     """
     days = as_day_array(day_of_week)
     durations = np.asarray(duration_s, dtype=np.float64)
@@ -374,7 +375,7 @@ def rebalance(
     codes = codes.astype(np.int64).ravel()
     lengths = duration_bins(durations)
 
-    bound: LowerBound = lower_bound(days, durations)
+    bound: LowerBound = lower_bound(days, durations, hourly=with_limit)
     limit = on_day_limit(days, durations, cap) if with_limit else None
     # The load is a whole number at every moment: the cap it must stay under is the cap
     # rounded down, or when no plan can meet it, the bound rounded up.
@@ -410,6 +411,7 @@ def rebalance(
         peak=float(load.max()) if load.size else 0.0,
         lower_bound=bound.value,
         lower_bound_explanation=bound.explanation,
+        daily_flat_bound=bound.daily_flat if bound.daily_flat is not None else float("nan"),
         on_day_share=on_day_share(days, slots),
         max_on_day_share=limit.share if limit is not None else float("nan"),
         cap=float(cap),

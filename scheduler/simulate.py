@@ -237,6 +237,10 @@ def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path 
     click.echo(f"lower bound:            {plan.lower_bound:.1f}")
     click.echo(f"peak / lower bound:     {plan.peak_over_bound:.3f}")
     click.echo(
+        f"daily laid flat:        no plan keeping daily images level over the day peaks "
+        f"below {plan.daily_flat_bound:.1f}"
+    )
+    click.echo(
         f"weekly on chosen day:   {plan.on_day_share:.1%} "
         f"(most the cap allows: {plan.max_on_day_share:.1%})"
     )

@@ -99,9 +99,19 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     place_lines = []
+    bound_lines = []
     for size in sizes:
         fleet = make_fleet(size, args.seed)
-        bound = lower_bound(fleet.day_of_week, fleet.duration_s).value
+        windows = lower_bound(fleet.day_of_week, fleet.duration_s).value
+        full, bound_s, _ = measure(
+            lambda fleet=fleet: lower_bound(fleet.day_of_week, fleet.duration_s, hourly=True)
+        )
+        bound = full.value
+        bound_lines.append(
+            f"{size:>9,}: windows {windows:,.1f}, hourly LP {full.hourly:,.1f} ({bound_s:.1f} s), "
+            f"bound {bound:,.1f}; with daily runs laid flat no plan goes below "
+            f"{full.daily_flat:,.1f} = {full.daily_flat / bound:.3f} x bound"
+        )
         rng = np.random.default_rng(args.seed)
         none = np.full(size, -1)
         runs = [
@@ -151,6 +161,10 @@ def main() -> None:
             f"{size:>9,}: place() mean {timings.mean():.0f} µs, "
             f"p99 {np.percentile(timings, 99):.0f} µs, max {timings.max():.0f} µs"
         )
+    print()
+    print("lower bounds (peak/LB above is against the larger of the two):")
+    for line in bound_lines:
+        print(line)
     print()
     print("incremental placement into a profile holding the whole fleet:")
     for line in place_lines:
