@@ -99,16 +99,21 @@ def _system(
     return load, membership, np.array([count for _, count in sizes], dtype=np.float64)
 
 
-def _lowest_peak(
-    load: sparse.csr_matrix, membership: sparse.csr_matrix, counts: np.ndarray, base: np.ndarray
+def lowest_peak(
+    load: sparse.csr_matrix,
+    membership: sparse.csr_matrix,
+    counts: np.ndarray,
+    base: np.ndarray | None = None,
 ) -> float:
-    """min P such that load @ x + base <= P in every hour, with every group's runs placed."""
-    columns = load.shape[1]
+    """min P such that load @ x + base <= P on every row, with every group's runs placed
+    (membership @ x == counts, x >= 0). One more variable: the peak itself."""
+    rows, columns = load.shape
+    base = np.zeros(rows) if base is None else base
     if columns == 0:
         return float(base.max()) if base.size else 0.0
     result = linprog(
         np.concatenate((np.zeros(columns), [1.0])),
-        A_ub=sparse.hstack([load, -np.ones((HOURS, 1))]).tocsr(),
+        A_ub=sparse.hstack([load, -np.ones((rows, 1))]).tocsr(),
         b_ub=-base,
         A_eq=sparse.hstack([membership, sparse.csr_matrix((membership.shape[0], 1))]).tocsr(),
         b_eq=counts,
@@ -116,7 +121,7 @@ def _lowest_peak(
         method="highs",
     )
     if result.status != 0:
-        raise RuntimeError(f"hourly relaxation failed: {result.message}")
+        raise RuntimeError(f"lowest-peak LP failed: {result.message}")
     return float(result.x[-1])
 
 
@@ -127,7 +132,7 @@ def relaxed_bound(days: np.ndarray, lengths: np.ndarray) -> RelaxedBound:
     lengths = np.clip(np.asarray(lengths, dtype=np.int64), 1, WEEK_BINS)
     daily = days == DAILY
     load, membership, counts = _system(days, lengths, with_daily=True)
-    value = _lowest_peak(load, membership, counts, np.zeros(HOURS))
+    value = lowest_peak(load, membership, counts)
     flat = np.full(HOURS, lengths[daily].sum() / DAY_BINS)
     load, membership, counts = _system(days[~daily], lengths[~daily], with_daily=False)
-    return RelaxedBound(value, _lowest_peak(load, membership, counts, flat))
+    return RelaxedBound(value, lowest_peak(load, membership, counts, flat))

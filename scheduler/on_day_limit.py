@@ -15,6 +15,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
+from scheduler.hourly_relaxation import lowest_peak
 from scheduler.load_profile import DAILY, as_day_array, duration_bins
 
 HOURS = 168
@@ -146,7 +147,7 @@ def on_day_limit(
 
     # Asking HiGHS for the lowest reachable cap first is much faster than letting it prove a
     # too-low cap infeasible.
-    lowest = _lowest_cap(load, a_eq, b_eq)
+    lowest = lowest_peak(load, a_eq, b_eq)
     feasible = cap >= lowest
     used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
     result = linprog(
@@ -181,27 +182,6 @@ def on_day_limit(
         start_hours=start_hours,
         hourly_load=(load @ x).reshape(HOURS, PER_HOUR).max(axis=1),
     )
-
-
-def _lowest_cap(load: sparse.csr_matrix, a_eq: sparse.csr_matrix, b_eq: np.ndarray) -> float:
-    """The lowest hourly peak the LP can reach (one more variable: the peak itself)."""
-    n = load.shape[1]
-    a_ub = sparse.hstack([load, -np.ones((ROWS, 1))]).tocsr()
-    a_eq2 = sparse.hstack([a_eq, sparse.csr_matrix((a_eq.shape[0], 1))]).tocsr()
-    objective = np.zeros(n + 1)
-    objective[-1] = 1.0
-    result = linprog(
-        objective,
-        A_ub=a_ub,
-        b_ub=np.zeros(ROWS),
-        A_eq=a_eq2,
-        b_eq=b_eq,
-        bounds=(0, None),
-        method="highs",
-    )
-    if result.status != 0:
-        raise RuntimeError(f"lowest-peak LP failed: {result.message}")
-    return float(result.x[-1])
 
 
 def max_on_day_share(
