@@ -12,7 +12,9 @@ time: daily runs laid flat first; then day by day, the busiest day first, each d
 the day itself (shortest first, so that the fewest leave), then its spill into the window's
 edges, each run taking the latest start that stays under the target. If that plan still goes
 over, a plan minding the peak alone (water-filling, longest first) is tried and the lower peak
-kept. `on_day_limit`'s LP says how much weekly work could stay on its day at best, to judge by.
+kept. Last, runs left off their day go back onto it wherever the load there stays under the
+target: a plan over the cap still keeps the quiet days' runs on their day. `on_day_limit`'s LP
+says how much weekly work could stay on its day at best, to judge by.
 `LoadProfile.place` handles one schedule at a time between rebalances.
 """
 
@@ -344,6 +346,37 @@ def _place_peak_first(
         )
 
 
+def _pull_onto_days(
+    load: np.ndarray,
+    days: np.ndarray,
+    lengths: np.ndarray,
+    slots: np.ndarray,
+    movable: np.ndarray,
+    target: float,
+) -> None:
+    """Move runs placed off their chosen day back onto it wherever the load there stays under
+    the target, without raising the load above the target or above what it was anywhere.
+
+    A plan minding the peak first spreads every day's runs over its whole window, also on quiet
+    days with room to spare; this gives those runs back their day. Runs of one day and length
+    move together; if putting the ones that must stay back where they were would raise the load
+    somewhere (they may overlap the moved ones), that group is left as it was.
+    """
+    weekly = movable[days[movable] != DAILY]
+    off = weekly[slots[weekly] // DAY_S != days[weekly]]
+    for members in _groups(off, days[off].astype(np.int64) * WEEK_BINS + lengths[off]):
+        day, length = int(days[members[0]]), int(lengths[members[0]])
+        before = load.copy()
+        old = slots[members] // BIN_S
+        add_spans(load, old, length, -1.0)
+        got = _fill(load, day, length, members.size, ON_DAY, target)
+        add_spans(load, old[got.size :], length)
+        if (load > np.maximum(before, target) + 1e-9).any():
+            load[:] = before
+            continue
+        slots[members[: got.size]] = got
+
+
 def rebalance(
     day_of_week: np.ndarray | Iterable[int | None],
     duration_s: np.ndarray | Iterable[float],
@@ -403,6 +436,8 @@ def rebalance(
             other[members] = slot_of
         if other_load.max() < load.max():
             slots, load = other, other_load
+            todo = np.arange(days.size)
+    _pull_onto_days(load, days, lengths, slots, todo, target)
 
     moved = int((had_slot & (slots != current)).sum())
     return PlanResult(

@@ -67,6 +67,18 @@ def test_weekly_work_spills_to_the_edges_when_the_day_is_full() -> None:
     assert ((off >= 5 * DAY_S + DAY_S // 2) | (off < DAY_S // 2)).all()
 
 
+def test_a_plan_over_the_cap_still_keeps_quiet_days_on_their_day() -> None:
+    """The weekend forces the peak over a cap below the bound; Monday to Thursday have room,
+    and their runs stay on their day rather than spread over their windows."""
+    days, durations, tenants = skewed_fleet(3000)
+    cap = np.floor(lower_bound(days, durations).value * 0.9)
+    plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap, with_limit=False)
+    assert plan.peak > cap
+    assert_slots_allowed(days, plan.slot_s)
+    quiet = (days >= 0) & (days <= 3)
+    assert (plan.slot_s[quiet] // DAY_S == days[quiet]).mean() >= 0.95
+
+
 def test_rebalance_keeps_slots_that_still_fit() -> None:
     days, durations, tenants = skewed_fleet(2000)
     cap = np.floor(lower_bound(days, durations).value * 1.4)
