@@ -2,7 +2,7 @@
 
 Schedules are grouped by day and by duration class; the LP chooses how many of each group start
 in each hour (evenly over its minutes), daily groups the same on every day, weekly groups on
-their day or in their window's edges, so that the load at every quarter hour stays under the cap,
+their day or in their window's edges, so that the load at every fifth minute stays under the cap,
 and keeps as many weekly schedules on their day as it can. Counting schedules rather than work, it
 spills the longest ones first: moving one long run frees the most room.
 """
@@ -19,7 +19,7 @@ from scheduler.hourly_relaxation import lowest_peak
 from scheduler.load_profile import DAILY, as_day_array, duration_bins
 
 HOURS = 168
-SAMPLE_MIN = 15  # the LP bounds the load at instants this many minutes apart
+SAMPLE_MIN = 5  # the LP bounds the load at instants this many minutes apart
 PER_HOUR = 60 // SAMPLE_MIN
 ROWS = HOURS * PER_HOUR
 WEEKLY_CLASSES = 12
@@ -45,19 +45,24 @@ class OnDayLimit:
     hourly_load: np.ndarray = field(default_factory=lambda: np.zeros(HOURS))
 
 
-def _kernel(length_min: float) -> np.ndarray:
-    """Share of runs in flight at each sampled instant after the start of the hour they start
-    in, starting evenly over its minutes. Instants, not hourly means: a mean would let many
-    long runs start at the end of an hour, in flight together at its end."""
-    length = max(1, int(round(length_min)))
-    instants = np.arange(0, 60 + length, SAMPLE_MIN)
+def _kernel(lengths_min: np.ndarray) -> np.ndarray:
+    """Share of a group's runs in flight at each sampled instant after the start of the hour
+    they start in, starting evenly over its minutes. Instants, not hourly means: a mean would
+    let many long runs start at the end of an hour, in flight together at its end. The instants
+    are each fifth minute's last one (…:04, …:59): the runs starting in an hour pile up until its
+    last minute. The group's own mix of lengths, not its mean: the LP leans on where runs end."""
+    values, counts = np.unique(
+        np.maximum(1, np.round(lengths_min)).astype(np.int64), return_counts=True
+    )
     starts = np.arange(60)
-    flying = (
-        (instants[None, :] >= starts[:, None]) & (instants[None, :] < starts[:, None] + length)
-    ).mean(axis=0)
     folded = np.zeros(ROWS)
-    np.add.at(folded, np.arange(instants.size) % ROWS, flying)
-    return folded
+    for length, count in zip(values.tolist(), counts.tolist(), strict=True):
+        instants = np.arange(SAMPLE_MIN - 1, 60 + length + SAMPLE_MIN, SAMPLE_MIN)
+        flying = (
+            (instants[None, :] >= starts[:, None]) & (instants[None, :] < starts[:, None] + length)
+        ).mean(axis=0)
+        np.add.at(folded, np.arange(instants.size) % ROWS, flying * count)
+    return folded / counts.sum()
 
 
 def _classes(lengths: np.ndarray, count: int) -> np.ndarray:
@@ -90,9 +95,10 @@ class _Columns:
 def on_day_limit(
     day_of_week: np.ndarray | list[int | None],
     duration_s: np.ndarray | list[float],
-    cap: float,
+    cap: float | None,
 ) -> OnDayLimit:
-    """Solve the LP; when the cap cannot be met, use the lowest cap the LP can meet instead."""
+    """Solve the LP; when the cap cannot be met, or is None, use the lowest cap the LP can
+    meet instead."""
     days = as_day_array(day_of_week)
     lengths = duration_bins(duration_s).astype(np.float64)
     weekly = days != DAILY
@@ -109,7 +115,7 @@ def on_day_limit(
     for day in range(7):
         for cls in np.unique(weekly_class[weekly & (days == day)]):
             members = weekly & (days == day) & (weekly_class == cls)
-            kernel = _kernel(lengths[members].mean())
+            kernel = _kernel(lengths[members])
             on = columns.add(24 * day + np.arange(24), kernel, False)
             edges = (24 * day + np.concatenate((np.arange(-12, 0), np.arange(24, 36)))) % HOURS
             off = columns.add(edges, kernel, False)
@@ -121,13 +127,13 @@ def on_day_limit(
             equalities.append((np.concatenate((on, off)), float(members.sum())))
     for cls in np.unique(daily_class[~weekly]):
         members = daily_class == cls
-        ids = columns.add(np.arange(24), _kernel(lengths[members].mean()), True)
+        ids = columns.add(np.arange(24), _kernel(lengths[members]), True)
         equalities.append((ids, float(members.sum())))
         hours_of[(DAILY, int(cls), "daily")] = (ids, np.arange(24))
 
     n_weekly = int(weekly.sum())
     if columns.count == 0:
-        return OnDayLimit(1.0, cap, True, weekly_class, daily_class)
+        return OnDayLimit(1.0, cap or 0.0, True, weekly_class, daily_class)
     load = sparse.csr_matrix(
         (
             np.concatenate(columns.vals),
@@ -148,7 +154,7 @@ def on_day_limit(
     # Asking HiGHS for the lowest reachable cap first is much faster than letting it prove a
     # too-low cap infeasible.
     lowest = lowest_peak(load, a_eq, b_eq)
-    feasible = cap >= lowest
+    feasible = cap is not None and cap >= lowest
     used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
     result = linprog(
         objective,

@@ -11,10 +11,12 @@ target there. The rest are placed at minute resolution, a layer of non-overlappi
 time: daily runs laid flat first; then day by day, the busiest day first, each day's runs on
 the day itself (shortest first, so that the fewest leave), then its spill into the window's
 edges, each run taking the latest start that stays under the target. If that plan still goes
-over, a plan minding the peak alone (water-filling, longest first) is tried and the lower peak
-kept. Last, runs left off their day go back onto it wherever the load there stays under the
-target: a plan over the cap still keeps the quiet days' runs on their day. `on_day_limit`'s LP
-says how much weekly work could stay on its day at best, to judge by.
+over, a plan following the on-day LP's hourly starts at its lowest cap is tried (`lp_guided`:
+unlike the others it shapes the daily load, leaving room where a busy weekend's longest runs
+carry their work past its window), then a plan minding the peak alone (water-filling, longest
+first); the lowest peak is kept. Last, runs left off their day go back onto it wherever the
+load there stays under the target: a plan over the cap still keeps the quiet days' runs on their
+day. `on_day_limit`'s LP says how much weekly work could stay on its day at best, to judge by.
 `LoadProfile.place` handles one schedule at a time between rebalances.
 """
 
@@ -44,6 +46,7 @@ from scheduler.load_profile import (
     span_bins,
 )
 from scheduler.lower_bound import LowerBound, lower_bound
+from scheduler.lp_guided import lower_peak, realise
 from scheduler.on_day_limit import max_on_day_share, on_day_limit
 
 __all__ = [
@@ -55,6 +58,9 @@ __all__ = [
     "planned_load",
     "rebalance",
 ]
+
+# Seconds a plan may spend moving runs off its busiest minutes.
+LOWER_PEAK_BUDGET_S = 10.0
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
 # or at any time of day for a daily schedule.
@@ -355,7 +361,7 @@ def _pull_onto_days(
     target: float,
 ) -> None:
     """Move runs placed off their chosen day back onto it wherever the load there stays under
-    the target, without raising the load above the target or above what it was anywhere.
+    `target`, without raising the load above it or above what it was anywhere.
 
     A plan minding the peak first spreads every day's runs over its whole window, also on quiet
     days with room to spare; this gives those runs back their day. Runs of one day and length
@@ -375,6 +381,31 @@ def _pull_onto_days(
             load[:] = before
             continue
         slots[members[: got.size]] = got
+
+
+def _plan_guided(
+    days: np.ndarray, durations: np.ndarray, lengths: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, load) following the LP's hourly starts, runs then moved off the busiest minutes."""
+    slots = realise(days, lengths, on_day_limit(days, durations, None))
+    placed = slots >= 0
+    load = planned_load(days[placed], lengths[placed] * BIN_S, slots[placed])
+    # Runs the LP's rounded starts left out, if any, go where the load grows least.
+    for members, slot_of in _place_peak_first(load, days, lengths, codes, np.flatnonzero(~placed)):
+        slots[members] = slot_of
+    lower_peak(load, days, lengths, slots, LOWER_PEAK_BUDGET_S)
+    return slots, load
+
+
+def _plan_peak_first(
+    days: np.ndarray, durations: np.ndarray, lengths: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, load) minding the peak alone: water-filling, longest first."""
+    load = np.zeros(WEEK_BINS)
+    slots = np.full(days.size, -1, dtype=np.int64)
+    for members, slot_of in _place_peak_first(load, days, lengths, codes, np.arange(days.size)):
+        slots[members] = slot_of
+    return slots, load
 
 
 def rebalance(
@@ -426,18 +457,19 @@ def rebalance(
         if progress is not None:
             progress(members.size)
     if load.max() > target + 1e-9:
-        # The day-first plan went over: try the plan that minds the peak alone, from scratch,
-        # and keep whichever peak is lower.
-        other_load = np.zeros(WEEK_BINS)
-        other = np.full(days.size, -1, dtype=np.int64)
-        for members, slot_of in _place_peak_first(
-            other_load, days, lengths, codes, np.arange(days.size)
-        ):
-            other[members] = slot_of
-        if other_load.max() < load.max():
-            slots, load = other, other_load
-            todo = np.arange(days.size)
-    _pull_onto_days(load, days, lengths, slots, todo, target)
+        # The day-first plan went over. Try the plan following the LP's hourly starts at its
+        # lowest cap, which shapes the daily load too; then, if that is still over, the plan
+        # minding the peak alone. Keep whichever peak is lowest.
+        for plan_from_scratch in (_plan_guided, _plan_peak_first):
+            other, other_load = plan_from_scratch(days, durations, lengths, codes)
+            if other_load.max() < load.max():
+                slots, load = other, other_load
+                todo = np.arange(days.size)
+            if load.max() <= target + 1e-9:
+                break
+    # A plan over the target has its own peak as the limit: moving runs onto their day under it
+    # keeps the lowest peak there is.
+    _pull_onto_days(load, days, lengths, slots, todo, max(target, float(load.max())))
 
     moved = int((had_slot & (slots != current)).sum())
     return PlanResult(

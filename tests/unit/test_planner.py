@@ -6,11 +6,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.slots import DAY_S, WEEK_S, in_window
+from common.slots import DAY_S, SPILL_S, WEEK_S, in_window
 from scheduler.load_profile import DAILY, LoadProfile, sliding_max
 from scheduler.lower_bound import lower_bound
 from scheduler.on_day_limit import max_on_day_share
-from scheduler.planner import planned_load, rebalance
+from scheduler.planner import _pull_onto_days, planned_load, rebalance
 
 
 def skewed_fleet(size: int, seed: int = 1):
@@ -67,16 +67,19 @@ def test_weekly_work_spills_to_the_edges_when_the_day_is_full() -> None:
     assert ((off >= 5 * DAY_S + DAY_S // 2) | (off < DAY_S // 2)).all()
 
 
-def test_a_plan_over_the_cap_still_keeps_quiet_days_on_their_day() -> None:
-    """The weekend forces the peak over a cap below the bound; Monday to Thursday have room,
-    and their runs stay on their day rather than spread over their windows."""
-    days, durations, tenants = skewed_fleet(3000)
-    cap = np.floor(lower_bound(days, durations).value * 0.9)
-    plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap, with_limit=False)
-    assert plan.peak > cap
-    assert_slots_allowed(days, plan.slot_s)
-    quiet = (days >= 0) & (days <= 3)
-    assert (plan.slot_s[quiet] // DAY_S == days[quiet]).mean() >= 0.95
+def test_runs_off_their_day_go_back_onto_it_where_the_load_allows() -> None:
+    """Runs spread over their windows on a quiet week all return to their day, and the load
+    goes nowhere above the limit."""
+    rng = np.random.default_rng(2)
+    days = rng.integers(0, 7, 300).astype(np.int8)
+    lengths = rng.integers(2, 240, 300)
+    offset = rng.choice([-SPILL_S + 600, DAY_S + 600], 300)  # all off their day
+    slots = (days.astype(np.int64) * DAY_S + offset) % WEEK_S // 60 * 60
+    load = planned_load(days, lengths * 60, slots)
+    _pull_onto_days(load, days, lengths, slots, np.arange(300), 40.0)
+    assert (slots // DAY_S == days).all()
+    assert load.max() <= 40
+    assert np.array_equal(load, planned_load(days, lengths * 60, slots))
 
 
 def test_rebalance_keeps_slots_that_still_fit() -> None:
