@@ -11,21 +11,7 @@ from scheduler.load_profile import DAILY, LoadProfile, sliding_max
 from scheduler.lower_bound import lower_bound
 from scheduler.on_day_limit import max_on_day_share
 from scheduler.planner import _pull_onto_days, planned_load, rebalance
-
-
-def skewed_fleet(size: int, seed: int = 1):
-    rng = np.random.default_rng(seed)
-    daily = rng.random(size) < 0.3
-    p = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])
-    days = np.where(daily, DAILY, rng.choice(7, size, p=p / p.sum())).astype(np.int8)
-    durations = np.round(np.exp(rng.uniform(np.log(120), np.log(4 * 3600), size)))
-    tenants = rng.integers(0, 40, size)
-    return days, durations, tenants
-
-
-def assert_slots_allowed(days: np.ndarray, slots: np.ndarray) -> None:
-    for day, slot in zip(days.tolist(), slots.tolist(), strict=True):
-        assert in_window(None if day == DAILY else day, slot), (day, slot)
+from tests.support.fleets import assert_slots_allowed, skewed_fleet
 
 
 @given(

@@ -1,0 +1,24 @@
+"""Fleets for planner tests, and the check that every slot is one its schedule allows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.slots import in_window
+from scheduler.load_profile import DAILY
+
+
+def skewed_fleet(size: int, seed: int = 1):
+    """30% daily; weekly ones crowded on Saturday and Sunday; two minutes to four hours."""
+    rng = np.random.default_rng(seed)
+    daily = rng.random(size) < 0.3
+    p = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])
+    days = np.where(daily, DAILY, rng.choice(7, size, p=p / p.sum())).astype(np.int8)
+    durations = np.round(np.exp(rng.uniform(np.log(120), np.log(4 * 3600), size)))
+    tenants = rng.integers(0, 40, size)
+    return days, durations, tenants
+
+
+def assert_slots_allowed(days: np.ndarray, slots: np.ndarray) -> None:
+    for day, slot in zip(days.tolist(), slots.tolist(), strict=True):
+        assert in_window(None if day == DAILY else day, slot), (day, slot)
