@@ -15,8 +15,9 @@ over, a plan following the on-day LP's hourly starts at its lowest cap is tried 
 unlike the others it shapes the daily load, leaving room where a busy weekend's longest runs
 carry their work past its window), then a plan minding the peak alone (water-filling, longest
 first); the lowest peak is kept. Last, runs left off their day go back onto it wherever the
-load there stays under the target: a plan over the cap still keeps the quiet days' runs on their
-day. `on_day_limit`'s LP says how much weekly work could stay on its day at best, to judge by.
+load there stays under the target (for a plan over it, under its own peak): a plan over the cap
+still keeps the quiet days' runs on their day. `on_day_limit`'s LP says how much weekly work
+could stay on its day at best, to judge by.
 `LoadProfile.place` handles one schedule at a time between rebalances.
 """
 
