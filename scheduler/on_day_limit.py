@@ -96,9 +96,10 @@ def on_day_limit(
     day_of_week: np.ndarray | list[int | None],
     duration_s: np.ndarray | list[float],
     cap: float | None,
+    lowest: float | None = None,
 ) -> OnDayLimit:
     """Solve the LP; when the cap cannot be met, or is None, use the lowest cap the LP can
-    meet instead."""
+    meet instead. `lowest`, that cap if an earlier solve for the same fleet found it."""
     days = as_day_array(day_of_week)
     lengths = duration_bins(duration_s).astype(np.float64)
     weekly = days != DAILY
@@ -153,7 +154,8 @@ def on_day_limit(
 
     # Asking HiGHS for the lowest reachable cap first is much faster than letting it prove a
     # too-low cap infeasible.
-    lowest = lowest_peak(load, a_eq, b_eq)
+    if lowest is None:
+        lowest = lowest_peak(load, a_eq, b_eq)
     feasible = cap is not None and cap >= lowest
     used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
     result = linprog(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from scheduler.load_profile import (
 )
 from scheduler.lower_bound import LowerBound, lower_bound
 from scheduler.lp_guided import lower_peak, realise
-from scheduler.on_day_limit import max_on_day_share, on_day_limit
+from scheduler.on_day_limit import OnDayLimit, max_on_day_share, on_day_limit
 
 __all__ = [
     "LoadProfile",
@@ -385,10 +386,17 @@ def _pull_onto_days(
 
 
 def _plan_guided(
-    days: np.ndarray, durations: np.ndarray, lengths: np.ndarray, codes: np.ndarray
+    days: np.ndarray,
+    durations: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    limit: OnDayLimit | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(slots, load) following the LP's hourly starts, runs then moved off the busiest minutes."""
-    slots = realise(days, lengths, on_day_limit(days, durations, None))
+    """(slots, load) following the LP's hourly starts (by default at its lowest cap), runs then
+    moved off the busiest minutes."""
+    if limit is None:
+        limit = on_day_limit(days, durations, None)
+    slots = realise(days, lengths, limit)
     placed = slots >= 0
     load = planned_load(days[placed], lengths[placed] * BIN_S, slots[placed])
     # Runs the LP's rounded starts left out, if any, go where the load grows least.
@@ -461,13 +469,26 @@ def rebalance(
         # The day-first plan went over. Try the plan following the LP's hourly starts at its
         # lowest cap, which shapes the daily load too; then, if that is still over, the plan
         # minding the peak alone. Keep whichever peak is lowest.
-        for plan_from_scratch in (_plan_guided, _plan_peak_first):
+        lowest = on_day_limit(days, durations, None)
+        for plan_from_scratch in (partial(_plan_guided, limit=lowest), _plan_peak_first):
             other, other_load = plan_from_scratch(days, durations, lengths, codes)
             if other_load.max() < load.max():
                 slots, load = other, other_load
                 todo = np.arange(days.size)
             if load.max() <= target + 1e-9:
                 break
+        room = target - load.max()
+        if room >= 1:
+            # Under the cap with room to spare: the LP asked for the cap less what realising
+            # its lowest one overshot keeps more runs on their day, and may still fit.
+            asked = lowest.cap + room
+            other, other_load = _plan_guided(
+                days, durations, lengths, codes, on_day_limit(days, durations, asked, lowest.cap)
+            )
+            if other_load.max() <= target + 1e-9 and on_day_share(days, other) > on_day_share(
+                days, slots
+            ):
+                slots, load = other, other_load
     # A plan over the target has its own peak as the limit: moving runs onto their day under it
     # keeps the lowest peak there is.
     _pull_onto_days(load, days, lengths, slots, todo, max(target, float(load.max())))
