@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -203,4 +204,59 @@ class Run(Base):
         sa.Index("ix_runs_state_not_before", "state", "not_before"),
         sa.Index("ix_runs_server_created", "server_id", "id"),
         sa.Index("ix_runs_finished_at", "finished_at"),
+    )
+
+
+# Rebalance job states. Active: the one rebalance that is waiting or re-planning.
+REBALANCE_QUEUED = "queued"
+REBALANCE_RUNNING = "running"
+REBALANCE_DONE = "done"
+REBALANCE_FAILED = "failed"
+REBALANCE_ACTIVE = (REBALANCE_QUEUED, REBALANCE_RUNNING)
+REBALANCE_STATES = (*REBALANCE_ACTIVE, REBALANCE_DONE, REBALANCE_FAILED)
+
+
+class Rebalance(Base):
+    """A rebalance asked for through the operator API, run by a worker on the plan queue."""
+
+    __tablename__ = "rebalances"
+
+    id: orm.Mapped[uuid.UUID] = orm.mapped_column(postgresql.UUID(as_uuid=True), primary_key=True)
+    state: orm.Mapped[str] = orm.mapped_column(
+        sa.String(16), nullable=False, default=REBALANCE_QUEUED
+    )
+    requested_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    started_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    finished_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    # Starts so far: more than one means a worker was lost mid-rebalance and it ran again.
+    attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False, default=0)
+    # Queued or running and not started or finished by then (or NULL: never published): the
+    # tick publishes it again, so a message lost with the broker or a worker loses no job.
+    lease_until: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    # What rebalance_fleet answered, once done.
+    summary: orm.Mapped[dict | None] = orm.mapped_column(postgresql.JSONB, nullable=True)
+    error: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in REBALANCE_STATES) + ")",
+            name="state_known",
+        ),
+        # At most one rebalance queued or running, kept by the database: two requests that race
+        # past the request lock still cannot both add one.
+        sa.Index(
+            "uq_rebalances_active",
+            sa.text("(true)"),
+            unique=True,
+            postgresql_where=sa.text("state IN ('queued', 'running')"),
+        ),
+        sa.Index("ix_rebalances_requested_at", "requested_at"),
     )

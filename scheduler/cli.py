@@ -9,6 +9,7 @@ from common.db import make_engine, make_session_factory, transaction
 from common.embedded import resolve_urls
 from common.runtime_settings import inflight_cap
 from scheduler.fleet_plan import planned_week, rebalance_fleet
+from scheduler.rebalances import lock_rebalancing
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -47,9 +48,15 @@ def show() -> None:
 
 @plan.command("rebalance")
 def rebalance_command() -> None:
-    """Re-plan every schedule under the current cap; print how many moved."""
+    """Re-plan every schedule under the current cap, here and now; print how many moved.
+
+    Never at the same time as another rebalance (a job of the operator API): it waits.
+    """
     settings, sessions = _sessions()
     with transaction(sessions) as session:
+        if not lock_rebalancing(session, wait=False):
+            click.echo("another rebalance is running; waiting for it to end", err=True)
+            lock_rebalancing(session, wait=True)
         cap = inflight_cap(session, settings.inflight_cap)
         summary = rebalance_fleet(session, cap, utcnow())
     click.echo(
