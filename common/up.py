@@ -33,7 +33,7 @@ from common.embedded import resolve_urls
 from common.logging import setup_logging
 from common.models import SimServer
 from common.settings import Settings
-from workers.celery_app import CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, TICK_QUEUE
+from workers.celery_app import CREATE_QUEUE, PLAN_QUEUE, POLL_QUEUE, RETENTION_QUEUE, TICK_QUEUE
 from workers.flower_cli import flower_basic_auth
 
 log = logging.getLogger("scheduled_images.up")
@@ -46,8 +46,15 @@ DEMO_DISK_GB = 4
 # (retention, day_of_week) of each demo server's schedule: two daily, one weekly.
 DEMO_SCHEDULES = ((7, None), (3, None), (4, "SATURDAY"))
 # Processes per pool. Creates wait on the compute API, so that pool gets the most; one
-# process is plenty for the tick, which only talks to PostgreSQL and Redis.
-POOLS = ((TICK_QUEUE, 1), (CREATE_QUEUE, 3), (POLL_QUEUE, 1), (RETENTION_QUEUE, 1))
+# process is plenty for the tick, which only talks to PostgreSQL and Redis, and for the
+# rebalances, which run one at a time.
+POOLS = (
+    (TICK_QUEUE, 1),
+    (CREATE_QUEUE, 3),
+    (POLL_QUEUE, 1),
+    (RETENTION_QUEUE, 1),
+    (PLAN_QUEUE, 1),
+)
 API_START_TIMEOUT_S = 60.0
 # Celery's warm shutdown lets a running task finish; tasks are bounded by the compute
 # timeout, so this is enough, and past it the group is killed (every task is idempotent).

@@ -14,7 +14,18 @@ TICK_QUEUE = "tick"
 CREATE_QUEUE = "create"
 POLL_QUEUE = "poll"
 RETENTION_QUEUE = "retention"
-QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE)
+# Rebalances: a minute of CPU and memory each, one at a time, kept off the tick and the
+# creates that must not wait behind one.
+PLAN_QUEUE = "plan"
+QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, PLAN_QUEUE)
+# Shared with the API's publisher (workers/publisher.py), which sends without `configure`.
+TASK_ROUTES = {
+    "si.tick": {"queue": TICK_QUEUE},
+    "si.create_image": {"queue": CREATE_QUEUE},
+    "si.check_images": {"queue": POLL_QUEUE},
+    "si.prune_server": {"queue": RETENTION_QUEUE},
+    "si.rebalance": {"queue": PLAN_QUEUE},
+}
 
 # Tasks are short (a create call bounded by the compute timeout, a batch of image checks);
 # hour-long waits between attempts live in PostgreSQL as `not_before`, never as countdowns.
@@ -63,12 +74,7 @@ def configure(settings: Settings, broker_url: str) -> Celery:
         task_send_sent_event=False,
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue=CREATE_QUEUE,
-        task_routes={
-            "si.tick": {"queue": TICK_QUEUE},
-            "si.create_image": {"queue": CREATE_QUEUE},
-            "si.check_images": {"queue": POLL_QUEUE},
-            "si.prune_server": {"queue": RETENTION_QUEUE},
-        },
+        task_routes=TASK_ROUTES,
         beat_schedule={
             "tick": {
                 "task": "si.tick",

@@ -18,6 +18,7 @@ from sqlalchemy import exc
 from common import metrics
 from common.db import transaction
 from common.runtime_settings import inflight_cap
+from scheduler import rebalances
 from scheduler import tick as ticking
 from scheduler.admission import admit_waiting_runs
 from workers import steps
@@ -40,6 +41,8 @@ POLL_BATCH = 100
 # rate of one round trip a message, which is what lets a tick dispatch thousands of runs.
 PUBLISH_BATCH = 500
 TICK_BUDGET_S = 20.0
+# A rebalance that finds another one re-planning looks again this much later.
+REBALANCE_BUSY_RETRY_S = 10
 
 
 @app.task(name="si.tick", **DB_RETRY)
@@ -65,7 +68,9 @@ def tick() -> dict:
         again = ticking.take_expired_leases(
             session, rt.clock(), rt.settings.lease_s, rt.settings.poll_interval_s
         )
+        lost_rebalances = rebalances.take_lost_jobs(session, rt.clock(), rt.settings.lease_s)
     admitted = admit_and_publish(rt)
+    publish_rebalances(lost_rebalances)
     publish_creates(again.create)
     publish_polls(again.poll)
     publish_prunes(timed_out)
@@ -75,6 +80,7 @@ def tick() -> dict:
         "republished": len(again.create),
         "polls": len(again.poll),
         "timed_out": len(timed_out),
+        "rebalances_republished": len(lost_rebalances),
     }
     if any(summary.values()):
         log.info("tick", extra=summary)
@@ -98,6 +104,22 @@ def check_images(tenant_id: str, run_ids: list[int]) -> None:
 @app.task(name="si.prune_server", **DB_RETRY)
 def prune_server(tenant_id: str, server_id: str) -> None:
     steps.prune_server(runtime(), tenant_id, server_id)
+
+
+@app.task(
+    name="si.rebalance",
+    bind=True,
+    time_limit=rebalances.TIME_LIMIT_S,
+    soft_time_limit=rebalances.TIME_LIMIT_S - 30,
+    **DB_RETRY,
+)
+def rebalance(self: Task, job_id: str) -> str:
+    """Re-plan the fleet for a rebalance job; a repeated message for an ended job does nothing."""
+    rt = runtime()
+    outcome = rebalances.run_job(rt.sessions, job_id, rt.settings.inflight_cap, rt.clock)
+    if outcome is rebalances.Outcome.BUSY:
+        raise self.retry(countdown=REBALANCE_BUSY_RETRY_S)
+    return outcome.value
 
 
 def _follow_up(rt: Runtime, outcome: steps.Outcome) -> None:
@@ -133,6 +155,12 @@ def publish_polls(runs: Iterable[tuple[str, int]]) -> None:
             for start in range(0, len(ids), POLL_BATCH)
         ],
     )
+
+
+def publish_rebalances(job_ids: Iterable[str]) -> None:
+    # Not through `_publish`: its time limits in the message would override the task's own.
+    for job_id in job_ids:
+        rebalance.apply_async((job_id,))
 
 
 def publish_prunes(servers: Iterable[tuple[str, str]]) -> None:

@@ -30,7 +30,7 @@ API_METRICS = (
     "si_planned_peak_in_flight",
     "si_runs_failed",
 )
-POOLS = ("tick", "create", "poll", "retention")
+POOLS = ("tick", "create", "poll", "retention", "plan")
 
 
 def _free_run(count: int) -> int:
@@ -55,7 +55,7 @@ class Up:
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port, self.flower_port = free_port(), free_port()
-        self.metrics_base = _free_run(5)
+        self.metrics_base = _free_run(1 + len(POOLS))
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log = log.open("ab")
