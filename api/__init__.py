@@ -23,6 +23,7 @@ from common.db import is_outage, make_engine, make_read_session_factory, make_se
 from common.logging import clear
 from common.settings import Settings
 from scheduler.fleet_plan import PlannedLoad
+from workers.publisher import make_publisher
 
 MAX_BODY_BYTES = 64 * 1024
 # Ids are opaque, but a NUL or a control character can reach no server: refuse it early.
@@ -89,6 +90,10 @@ def create_app(
     app.extensions["auth"] = auth or make_auth_backend(settings)
     app.extensions["clock"] = clock
     app.extensions["planned_load"] = PlannedLoad()
+    # Without a broker (`scheduled-images api` alone) rebalance jobs wait for the tick to send them.
+    app.extensions["publisher"] = (
+        make_publisher(settings.broker_url) if settings.broker_url else None
+    )
 
     api = ServiceApi(app)
     from api import admin, health, runs, schedules

@@ -1,15 +1,19 @@
 """The operator API (extension), role admin: the in-flight cap, the runs by state, the planned
-load for the coming week and rebalancing."""
+load for the coming week and rebalancing (as a job a worker runs)."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api import errors
 from api.auth import authorize_admin
-from api.context import now, sessions, settings
+from api.context import now, publisher, sessions, settings
 from api.pagination import last, page
 from api.runs import run_body
 from api.schemas import (
@@ -18,16 +22,22 @@ from api.schemas import (
     CapIn,
     CapOut,
     PlanOut,
-    RebalanceOut,
+    RebalanceJobOut,
     RunsSummary,
 )
+from common.clock import iso_z, iso_z_or_none
 from common.db import transaction
+from common.logging import bind
 from common.models import PENDING, RUN_STATES, Run
+from common.models import Rebalance as RebalanceRow
 from common.runtime_settings import inflight_cap, set_inflight_cap
+from scheduler import rebalances
 from scheduler.admission import in_flight_count
-from scheduler.fleet_plan import planned_week, rebalance_fleet
+from scheduler.fleet_plan import planned_week
+from workers.publisher import send_rebalance
 
 blp = Blueprint("admin", __name__, url_prefix="/admin/v1", description="Operators only.")
+log = logging.getLogger("scheduled_images.api")
 
 
 @blp.before_request
@@ -111,13 +121,78 @@ class Plan(MethodView):
         return week
 
 
+def _job_body(job: RebalanceRow) -> dict:
+    return {
+        "id": str(job.id),
+        "state": job.state,
+        "requested_at": iso_z(job.requested_at),
+        "started_at": iso_z_or_none(job.started_at),
+        "finished_at": iso_z_or_none(job.finished_at),
+        "attempts": job.attempts,
+        "summary": job.summary,
+        "error": job.error,
+    }
+
+
+def _enqueue(job_id: uuid.UUID) -> None:
+    """Send the job to the plan queue; on failure leave it to the tick, never fail the request.
+
+    The job is committed already: a 5xx now would claim a change that was made.
+    """
+    sender = publisher()
+    if sender is None:
+        log.info("no broker configured for the API; the tick sends the rebalance")
+        return
+    try:
+        send_rebalance(sender, str(job_id))
+    except Exception:
+        log.warning("broker unreachable; the tick sends the rebalance", exc_info=True)
+        try:
+            with transaction(sessions()) as session:
+                rebalances.forget_publish(session, job_id)
+        except sa.exc.SQLAlchemyError:
+            # Its lease still runs out: the tick sends it then instead of at once.
+            log.warning("could not mark the rebalance unsent", exc_info=True)
+
+
+LOCATION = {"Location": {"description": "The job's address.", "schema": {"type": "string"}}}
+
+
 @blp.route("/plan/rebalance")
 class Rebalance(MethodView):
-    @blp.response(200, RebalanceOut)
-    def post(self) -> dict:
-        """Re-plan every schedule under the current cap; says how many moved."""
+    @blp.response(202, RebalanceJobOut, headers=LOCATION)
+    def post(self) -> tuple[dict, int, dict]:
+        """Ask for a rebalance: a worker re-plans every schedule under the current cap.
+
+        Answers at once with the job, `queued`, committed before the answer, and its address
+        in `Location`; `GET /admin/v1/plan/rebalances/{job_id}` follows it to `done`, with the
+        summary (how many moved, the planned peak, the cap), or `failed`, with the error.
+        One rebalance runs at a time: while one is queued or running, asking again answers
+        that job instead of starting another. A job asked for while the broker is down is
+        kept, and sent when the broker is back.
+        """
         with transaction(sessions()) as session:
-            cap = inflight_cap(session, settings().inflight_cap)
-            summary = rebalance_fleet(session, cap, now())
-        current_app.logger.info("rebalanced", extra=summary.as_dict())
-        return summary.as_dict()
+            job, new = rebalances.request_rebalance(session, now(), settings().lease_s)
+        bind(rebalance_id=job.id)
+        if new:
+            log.info("rebalance requested")
+            _enqueue(job.id)
+        else:
+            log.info("rebalance already asked for; answering that job", extra={"state": job.state})
+        location = url_for("admin.RebalanceJob", job_id=str(job.id))
+        return _job_body(job), 202, {"Location": location}
+
+
+@blp.route("/plan/rebalances/<job_id>")
+class RebalanceJob(MethodView):
+    @blp.response(200, RebalanceJobOut)
+    def get(self, job_id: str) -> dict:
+        """A rebalance job: its state, and its summary once done or its error once failed."""
+        parsed = rebalances.parse_id(job_id)
+        job = None
+        if parsed is not None:
+            with sessions()() as session:
+                job = session.get(RebalanceRow, parsed)
+        if job is None:
+            errors.abort(404, f"Rebalance job {job_id[:64]!r} does not exist (ids are UUIDs).")
+        return _job_body(job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from celery import Celery
 from flask import current_app
 from sqlalchemy import orm
 
@@ -36,3 +37,8 @@ def now() -> dt.datetime:
 def planned_load() -> PlannedLoad:
     """This app's picture of the planned load, for placing schedules as they are enabled."""
     return current_app.extensions["planned_load"]
+
+
+def publisher() -> Celery | None:
+    """This app's sender of tasks, or None when the API has no broker configured."""
+    return current_app.extensions["publisher"]

@@ -11,7 +11,7 @@ from api.pagination import last, page
 from api.schemas import RunPageArgs, RunResponse, RunsResponse
 from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import runs
-from common.clock import iso_z
+from common.clock import iso_z, iso_z_or_none
 from common.db import transaction
 from common.models import FINAL, Run
 
@@ -24,15 +24,12 @@ blp = Blueprint(
 
 
 def run_body(run: Run) -> dict:
-    def when(moment):  # type: ignore[no-untyped-def]
-        return None if moment is None else iso_z(moment)
-
     return {
         "id": run.id,
         "trigger": run.trigger,
-        "scheduled_for": when(run.scheduled_for),
-        "started_at": when(run.started_at),
-        "finished_at": when(run.finished_at),
+        "scheduled_for": iso_z(run.scheduled_for),
+        "started_at": iso_z_or_none(run.started_at),
+        "finished_at": iso_z_or_none(run.finished_at),
         "state": run.state,
         "image_id": run.image_id,
         "attempts": run.attempts,

@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from api.errors import FALLBACK_KIND, KINDS
 from common.days import DAY_NAMES, day_number
+from common.models import REBALANCE_STATES
 
 MAX_RETENTION = 65535
 
@@ -253,10 +254,32 @@ class PlanOut(ma.Schema):
 
 
 class RebalanceOut(ma.Schema):
-    schedules = fields.Integer(required=True)
-    moved = fields.Integer(required=True)
-    peak = fields.Float(required=True)
+    schedules = fields.Integer(required=True, metadata={"description": "Schedules re-planned."})
+    moved = fields.Integer(required=True, metadata={"description": "Schedules given a new slot."})
+    peak = fields.Float(required=True, metadata={"description": "Planned peak in flight."})
     lower_bound = fields.Float(required=True)
     lower_bound_explanation = fields.String(required=True)
-    on_day_share = fields.Float(required=True)
-    cap = fields.Float(required=True)
+    on_day_share = fields.Float(
+        required=True, metadata={"description": "Share of weekly schedules on their day."}
+    )
+    cap = fields.Float(required=True, metadata={"description": "The cap it planned under."})
+
+
+class RebalanceJobOut(ma.Schema):
+    id = fields.String(required=True, metadata={"format": "uuid"})
+    state = fields.String(
+        required=True,
+        metadata={
+            "enum": list(REBALANCE_STATES),
+            "description": "`queued`, `running`, then `done` (with `summary`) or `failed` "
+            "(with `error`).",
+        },
+    )
+    requested_at = fields.String(required=True)
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    attempts = fields.Integer(
+        required=True, metadata={"description": "Starts; more than one after a lost worker."}
+    )
+    summary = fields.Nested(RebalanceOut, allow_none=True)
+    error = fields.String(allow_none=True)

@@ -12,3 +12,8 @@ def utcnow() -> dt.datetime:
 def iso_z(moment: dt.datetime) -> str:
     """The API's time format: UTC, seconds, with a Z."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_z_or_none(moment: dt.datetime | None) -> str | None:
+    """`iso_z`, for a moment that may not have come yet (a run not started)."""
+    return None if moment is None else iso_z(moment)

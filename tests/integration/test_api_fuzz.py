@@ -48,6 +48,7 @@ FUZZED = [
     ("GET", "/admin/v1/runs/summary", POSITIVE),
     ("GET", "/admin/v1/plan", POSITIVE),
     ("POST", "/admin/v1/plan/rebalance", POSITIVE),
+    ("GET", "/admin/v1/plan/rebalances/{job_id}", POSITIVE),
 ]
 # Enough to reach every validation branch of these small bodies; the whole file stays well
 # under a minute on two cores. derandomize makes every run (and CI) draw the same cases.

@@ -1,18 +1,26 @@
 """The planner against PostgreSQL through the operator API and the CLI: the planned week,
-rebalancing under the cap, stability, and the weekly window."""
+rebalancing under the cap as a job (one at a time, kept when the broker is down, run again
+when its worker is lost), stability, and the weekly window."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from common import schedules
 from common.cli import cli
 from common.db import transaction
-from common.models import Schedule
+from common.models import Rebalance, Schedule
 from common.slots import in_window, next_run_at
+from scheduler import rebalances
+from tests.support.processes import free_port
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -36,6 +44,11 @@ def crowd(sessions, count: int, day: int | None = None) -> None:  # type: ignore
             row.expected_duration_s = 3600
 
 
+def run_job(sessions, job_id: str) -> rebalances.Outcome:  # type: ignore[no-untyped-def]
+    """What the plan worker does with the job's message."""
+    return rebalances.run_job(sessions, job_id, 50, lambda: dt.datetime.now(dt.UTC))
+
+
 def test_planned_week_and_rebalance_under_the_cap(alice, sessions) -> None:
     root = alice.as_token("root")
     crowd(sessions, 30)
@@ -49,8 +62,20 @@ def test_planned_week_and_rebalance_under_the_cap(alice, sessions) -> None:
     assert 0 < week["lower_bound"] <= 10
 
     answer = root.request("POST", root.url("/admin/v1/plan/rebalance"))
-    assert answer.status_code == 200, answer.text
-    summary = answer.json()
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    assert job["state"] == "queued" and job["summary"] is None and job["attempts"] == 0
+    assert answer.headers["Location"] == f"/admin/v1/plan/rebalances/{job['id']}"
+    # Asked for, not done: nothing moved yet.
+    assert root.request("GET", root.url("/admin/v1/plan")).json()["planned_peak"] == 50
+    assert root.request("GET", root.url(answer.headers["Location"])).json() == job
+
+    assert run_job(sessions, job["id"]) is rebalances.Outcome.DONE
+    done = root.request("GET", root.url(answer.headers["Location"])).json()
+    assert done["state"] == "done" and done["error"] is None and done["attempts"] == 1
+    assert done["started_at"] <= done["finished_at"]
+    summary = done["summary"]
+    assert summary["schedules"] == 50 and summary["cap"] == 10
     assert summary["peak"] <= 10
     assert summary["moved"] > 0
     assert summary["on_day_share"] == 1.0
@@ -63,10 +88,126 @@ def test_planned_week_and_rebalance_under_the_cap(alice, sessions) -> None:
         assert row.next_run_at == next_run_at(
             row.day_of_week, row.slot_s, row.next_run_at - dt.timedelta(seconds=1)
         )
-    # A second rebalance with nothing changed moves nothing.
+    # A second message for the job does nothing; a second rebalance moves nothing.
+    assert run_job(sessions, job["id"]) is rebalances.Outcome.SKIPPED
     again = root.request("POST", root.url("/admin/v1/plan/rebalance")).json()
-    assert again["moved"] == 0
+    assert again["id"] != job["id"]
+    assert run_job(sessions, again["id"]) is rebalances.Outcome.DONE
+    assert (
+        root.request("GET", root.url(f"/admin/v1/plan/rebalances/{again['id']}")).json()["summary"][
+            "moved"
+        ]
+        == 0
+    )
     assert alice.request("POST", alice.url("/admin/v1/plan/rebalance")).status_code == 403
+    assert alice.request("GET", root.url(answer.headers["Location"])).status_code == 403
+
+
+def test_asking_again_answers_the_active_job(alice, sessions) -> None:
+    root = alice.as_token("root")
+    crowd(sessions, 5)
+    url = root.url("/admin/v1/plan/rebalance")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: root.request("POST", url), range(8)))
+    assert {a.status_code for a in answers} == {202}
+    [job_id] = {a.json()["id"] for a in answers}
+    # Still the same job while it runs.
+    with transaction(sessions) as session:
+        session.execute(sa.update(Rebalance).values(state="running"))
+    assert root.request("POST", url).json()["id"] == job_id
+    with transaction(sessions) as session:
+        session.execute(sa.update(Rebalance).values(state="queued"))
+    assert run_job(sessions, job_id) is rebalances.Outcome.DONE
+    assert root.request("POST", url).json()["id"] != job_id
+    with sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Rebalance)) == 2
+
+
+def test_a_missing_or_malformed_job_id_is_404(alice) -> None:
+    root = alice.as_token("root")
+    for job_id in (str(uuid.uuid4()), "not-a-uuid", "1", "%00", "x" * 300, "' OR 1=1 --"):
+        answer = root.request("GET", root.url(f"/admin/v1/plan/rebalances/{job_id}"))
+        assert answer.status_code == 404, (job_id, answer.text)
+        assert answer.json()["itemNotFound"]["code"] == 404
+        assert "does not exist" in answer.json()["itemNotFound"]["message"]
+
+
+def test_a_job_asked_for_while_the_broker_is_down_is_kept_for_the_tick(
+    settings, sessions, tokens
+) -> None:  # type: ignore[no-untyped-def]
+    from api import create_app
+    from tests.conftest import ServedApp
+
+    crowd(sessions, 5)
+    down = settings.replace(broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    served = ServedApp(create_app(down, sessions=sessions))
+    try:
+        started = time.monotonic()
+        answer = requests.post(
+            f"{served.base}/admin/v1/plan/rebalance", headers={"X-Auth-Token": "root"}, timeout=20
+        )
+        assert time.monotonic() - started < 10
+    finally:
+        served.stop()
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["id"]
+    # Committed, and marked unsent: the next tick sends it, once.
+    with transaction(sessions) as session:
+        assert rebalances.take_lost_jobs(session, NOW, 60) == [job_id]
+    with transaction(sessions) as session:
+        assert rebalances.take_lost_jobs(session, NOW, 60) == []
+    assert run_job(sessions, job_id) is rebalances.Outcome.DONE
+
+
+def test_a_job_whose_worker_was_lost_is_queued_again(sessions) -> None:
+    crowd(sessions, 5)
+    with transaction(sessions) as session:
+        job, _ = rebalances.request_rebalance(session, NOW, 60)
+        job.state, job.attempts = "running", 1
+        job.lease_until = NOW + dt.timedelta(seconds=rebalances.TIME_LIMIT_S)
+    # A live worker holds the rebalance lock: its job is left alone.
+    with transaction(sessions) as holder:
+        assert rebalances.lock_rebalancing(holder, wait=False)
+        with transaction(sessions) as session:
+            assert rebalances.take_lost_jobs(session, NOW, 60) == []
+        assert run_job(sessions, str(job.id)) is rebalances.Outcome.BUSY
+    # Nobody holds it: the worker died mid-rebalance, and the job goes back on the queue.
+    with transaction(sessions) as session:
+        assert rebalances.take_lost_jobs(session, NOW, 60) == [str(job.id)]
+    with sessions() as session:
+        assert session.get(Rebalance, job.id).state == "queued"
+    assert run_job(sessions, str(job.id)) is rebalances.Outcome.DONE
+    with sessions() as session:
+        row = session.get(Rebalance, job.id)
+    assert (row.state, row.attempts) == ("done", 2)
+
+
+def test_a_job_fails_with_its_error_and_moves_nothing(alice, sessions, monkeypatch) -> None:
+    root = alice.as_token("root")
+    crowd(sessions, 12)
+    root.request("PUT", root.url("/admin/v1/cap"), json={"inflight_cap": 2})
+    with sessions() as session:
+        before = dict(session.execute(sa.select(Schedule.id, Schedule.slot_s)).all())
+
+    def half_done(session, cap, now):  # type: ignore[no-untyped-def]
+        session.execute(sa.update(Schedule).values(slot_s=0))
+        raise ValueError("the planner choked")
+
+    monkeypatch.setattr(rebalances, "rebalance_fleet", half_done)
+    job = root.request("POST", root.url("/admin/v1/plan/rebalance")).json()
+    assert run_job(sessions, job["id"]) is rebalances.Outcome.FAILED
+    failed = root.request("GET", root.url(f"/admin/v1/plan/rebalances/{job['id']}")).json()
+    assert failed["state"] == "failed" and failed["summary"] is None
+    assert failed["error"] == "ValueError: the planner choked"
+    with sessions() as session:
+        assert dict(session.execute(sa.select(Schedule.id, Schedule.slot_s)).all()) == before
+    # A worker lost on every attempt does not loop for ever.
+    with transaction(sessions) as session:
+        job, _ = rebalances.request_rebalance(session, NOW, 60)
+        job.attempts = rebalances.MAX_ATTEMPTS
+    assert run_job(sessions, str(job.id)) is rebalances.Outcome.FAILED
+    with sessions() as session:
+        assert "gave up after 3 attempts" in session.get(Rebalance, job.id).error
 
 
 def test_plan_commands(settings, sessions, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -83,6 +224,25 @@ def test_plan_commands(settings, sessions, monkeypatch) -> None:  # type: ignore
     assert "against cap 4" in moved.output
     after = runner.invoke(cli, ["plan", "show"])
     assert "planned peak 4" in after.output or "planned peak 3" in after.output
+
+
+def test_plan_rebalance_waits_for_the_rebalance_running(settings, sessions, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    crowd(sessions, 6)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    done: list = []
+    with transaction(sessions) as holder:
+        assert rebalances.lock_rebalancing(holder, wait=False)
+        command = threading.Thread(
+            target=lambda: done.append(CliRunner().invoke(cli, ["plan", "rebalance"]))
+        )
+        command.start()
+        time.sleep(1)
+        assert not done
+    command.join(30)
+    [result] = done
+    assert result.exit_code == 0, result.output
+    assert "another rebalance is running; waiting" in result.output
+    assert "6 schedules" in result.output
 
 
 def test_enabling_places_each_schedule_under_the_cap_at_once(alice, cloud) -> None:
