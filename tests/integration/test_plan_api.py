@@ -14,34 +14,15 @@ import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from common import schedules
 from common.cli import cli
 from common.db import transaction
 from common.models import Rebalance, Schedule
 from common.slots import in_window, next_run_at
 from scheduler import rebalances
+from tests.support.fleets import crowd
 from tests.support.processes import free_port
 
 NOW = dt.datetime.now(dt.UTC)
-
-
-def crowd(sessions, count: int, day: int | None = None) -> None:  # type: ignore[no-untyped-def]
-    """`count` one-hour schedules all on the same minute: the plan a naive scheduler makes."""
-    slot = 3600 if day is None else day * 86400 + 3600
-    with transaction(sessions) as session:
-        for index in range(count):
-            row = schedules.upsert(
-                session,
-                tenant_id=f"t{index % 3}",
-                server_id=f"{day}-{index}",
-                server_name="s",
-                retention=1,
-                day_of_week=day,
-                slot_s=slot,
-                default_duration_s=3600,
-                now=NOW,
-            )
-            row.expected_duration_s = 3600
 
 
 def run_job(sessions, job_id: str) -> rebalances.Outcome:  # type: ignore[no-untyped-def]

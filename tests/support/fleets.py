@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 
+from common import schedules
+from common.db import transaction
 from common.slots import in_window
 from scheduler.load_profile import DAILY
 
@@ -17,6 +21,25 @@ def skewed_fleet(size: int, seed: int = 1):
     durations = np.round(np.exp(rng.uniform(np.log(120), np.log(4 * 3600), size)))
     tenants = rng.integers(0, 40, size)
     return days, durations, tenants
+
+
+def crowd(sessions, count: int, day: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """`count` one-hour schedules all on the same minute: the plan a naive scheduler makes."""
+    slot = 3600 if day is None else day * 86400 + 3600
+    with transaction(sessions) as session:
+        for index in range(count):
+            row = schedules.upsert(
+                session,
+                tenant_id=f"t{index % 3}",
+                server_id=f"{day}-{index}",
+                server_name="s",
+                retention=1,
+                day_of_week=day,
+                slot_s=slot,
+                default_duration_s=3600,
+                now=dt.datetime.now(dt.UTC),
+            )
+            row.expected_duration_s = 3600
 
 
 def assert_slots_allowed(days: np.ndarray, slots: np.ndarray) -> None:
