@@ -21,6 +21,7 @@ from api.schemas import (
     AdminRunsResponse,
     CapIn,
     CapOut,
+    ErrorBody,
     PlanOut,
     RebalanceJobOut,
     RunsSummary,
@@ -186,6 +187,7 @@ class Rebalance(MethodView):
 @blp.route("/plan/rebalances/<job_id>")
 class RebalanceJob(MethodView):
     @blp.response(200, RebalanceJobOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No rebalance job has this id.")
     def get(self, job_id: str) -> dict:
         """A rebalance job: its state, and its summary once done or its error once failed."""
         parsed = rebalances.parse_id(job_id)
