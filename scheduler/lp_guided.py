@@ -25,12 +25,11 @@ from scheduler.load_profile import (
     SPILL_BINS,
     WEEK_BINS,
     WINDOW_BINS,
-    cyclic_window_max,
-    daily_fold,
 )
 from scheduler.on_day_limit import OnDayLimit
 
 HOUR_BINS = 60
+_GOLDEN = (5**0.5 - 1) / 2
 
 
 def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int = 0) -> np.ndarray:
@@ -60,51 +59,146 @@ def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int 
         by_length = members[np.lexsort((rng.random(members.size), lengths[members]))]
         run = np.empty(members.size, dtype=np.int64)
         run[dealing] = by_length
-        # Within an hour, evenly over its minutes, in an order unrelated to length.
-        place = np.concatenate([rng.permutation(n) for n in count.tolist()])
+        # Within an hour, evenly over its minutes, lengths in a golden-ratio order: every part
+        # of the hour gets an even mix of them, as the LP's kernel assumes. A random order
+        # would leave some minutes with a run of long ones, the load there above the LP's.
+        spin = (rank * _GOLDEN + rng.random(count.size)[hour]) % 1.0
+        order = np.lexsort((spin, hour))
+        place = np.empty(hour.size, dtype=np.int64)
+        place[order] = np.arange(hour.size) - np.repeat(total - count, count)
         minute = hour * HOUR_BINS + ((place + rng.random(count.size)[hour]) * HOUR_BINS / size)
         slots[run] = minute.astype(np.int64) * BIN_S
     return slots
 
 
-def _nearest(allowed: np.ndarray, current: int, period: int, preferred: np.ndarray) -> int:
-    """Of the allowed positions, a preferred one if any, nearest the current one."""
-    if preferred.any():
-        allowed = allowed[preferred]
-    distance = np.abs(allowed - current)
-    distance = np.minimum(distance, period - distance)
-    return int(allowed[np.argmin(distance)])
+_BLOCKED = 1 << 20  # the cost of a start whose span would reach above the peak
 
 
-def _move_lower(load: np.ndarray, day: int, length: int, start: int, peak: float) -> int | None:
-    """Move one run (counted in `load` from `start`) to where the load under its whole span
-    stays below `peak - 1` once it is there; return its new start, or None leaving it be."""
+def _window_sums(values: np.ndarray, first: int, count: int, width: int) -> np.ndarray:
+    """Sum of the cyclic `values` over [s, s + width) for s = first … first + count - 1."""
+    idx = np.arange(first, first + count + width - 1) % values.size
+    running = np.concatenate(([0], np.cumsum(values[idx])))
+    return running[width : width + count] - running[:count]
+
+
+def _span(day: int, length: int, start: int) -> np.ndarray:
+    """The minutes of the week a run covers (all seven days' for a daily one)."""
+    repeats = DAY_BINS * np.arange(7 if day == DAILY else 1)
+    return ((start + np.arange(length))[None, :] + repeats[:, None]).ravel() % WEEK_BINS
+
+
+def _add(load: np.ndarray, day: int, length: int, start: int, weight: float) -> None:
+    covered = _span(day, length, start)
+    if length <= (DAY_BINS if day == DAILY else WEEK_BINS):
+        load[covered] += weight  # no minute twice: plain indexing will do
+    else:
+        np.add.at(load, covered, weight)
+
+
+def _move_out(
+    load: np.ndarray,
+    day: int,
+    length: int,
+    start: int,
+    level: float,
+    sideways: np.random.Generator | None = None,
+) -> int | None:
+    """Move one run (counted in `load` from `start`) to the start where it takes the fewest
+    minutes above `level`, if that is fewer than where it is; return the new start, or None
+    leaving it be. Never onto a minute above `level` (at the peak). Ties go to the run's chosen
+    day, then to where the load under its span is lowest. With `sideways`, it may also move to a
+    random start that overfills as many minutes as where it is: a step across a plateau."""
+    _add(load, day, length, start, -1.0)
     if day == DAILY:
-        covered = (start + np.arange(length)[None, :] + DAY_BINS * np.arange(7)[:, None]).ravel()
-        covered %= WEEK_BINS
-        np.subtract.at(load, covered, 1.0)
-        highest = cyclic_window_max(daily_fold(load), 0, DAY_BINS, min(length, DAY_BINS))
-        allowed = np.flatnonzero(highest + 1 <= peak - 1 + 1e-9)
-        if allowed.size == 0:
-            np.add.at(load, covered, 1.0)
-            return None
-        new = _nearest(allowed, start, DAY_BINS, np.zeros(allowed.size, dtype=bool))
-        covered = (new + np.arange(length)[None, :] + DAY_BINS * np.arange(7)[:, None]).ravel()
-        np.add.at(load, covered % WEEK_BINS, 1.0)
-        return new
-    covered = (start + np.arange(length)) % WEEK_BINS
-    load[covered] -= 1.0
-    first = (day * DAY_BINS - SPILL_BINS) % WEEK_BINS
-    highest = cyclic_window_max(load, first, WINDOW_BINS, length)
-    allowed = np.flatnonzero(highest + 1 <= peak - 1 + 1e-9)
-    if allowed.size == 0:
-        load[covered] += 1.0
+        first, count, current = 0, DAY_BINS, start % DAY_BINS
+        cost = (load >= level - 1e-9).astype(np.int64) + _BLOCKED * (load > level + 1e-9)
+        cost = cost.reshape(7, DAY_BINS).sum(axis=0)
+        under = load.reshape(7, DAY_BINS).sum(axis=0)
+        costs = _window_sums(cost, first, count, length)
+    else:
+        # Only the window and a run's length past it matter: the rest of the week is left out.
+        first = (day * DAY_BINS - SPILL_BINS) % WEEK_BINS
+        count, current = WINDOW_BINS, (start - first) % WEEK_BINS
+        under = load[np.arange(first, first + count + length - 1) % WEEK_BINS]
+        cost = (under >= level - 1e-9).astype(np.int64) + _BLOCKED * (under > level + 1e-9)
+        costs = _window_sums(cost, 0, count, length)
+    best = costs.min()
+    if best < costs[current]:
+        candidates = np.flatnonzero(costs == best)
+    elif sideways is not None:
+        candidates = np.flatnonzero(costs <= costs[current])
+        candidates = candidates[candidates != current]
+        if candidates.size:
+            candidates = sideways.choice(candidates, 1)
+    else:
+        candidates = np.zeros(0, dtype=np.int64)
+    if candidates.size == 0:
+        _add(load, day, length, start, 1.0)
         return None
-    on_day = (allowed >= SPILL_BINS) & (allowed < SPILL_BINS + DAY_BINS)
-    local = _nearest(allowed, (start - first) % WEEK_BINS, WEEK_BINS, on_day)
-    new = (first + local) % WEEK_BINS
-    load[(new + np.arange(length)) % WEEK_BINS] += 1.0
+    off_day = np.zeros(candidates.size, dtype=bool)
+    if day != DAILY:
+        off_day = (candidates < SPILL_BINS) | (candidates >= SPILL_BINS + DAY_BINS)
+        weight = _window_sums(under, 0, count, length)[candidates]
+    else:
+        weight = _window_sums(under, first, count, length)[candidates]
+    local = int(candidates[np.lexsort((weight, off_day))[0]])
+    new = (first + local) % (DAY_BINS if day == DAILY else WEEK_BINS)
+    _add(load, day, length, new, 1.0)
     return new
+
+
+def _overfilled(
+    over: np.ndarray, start: np.ndarray, lengths: np.ndarray, daily: np.ndarray
+) -> np.ndarray:
+    """Per run, how many of the minutes it covers are marked in `over`."""
+    running = np.concatenate(([0], np.cumsum(np.concatenate((over, over)))))
+    days = np.where(daily, 7, 1)
+    count = np.zeros(start.size, dtype=np.int64)
+    for day in range(7):
+        first = start + day * DAY_BINS
+        count += np.where(day < days, running[first + lengths] - running[first], 0)
+    return count
+
+
+class _Covering:
+    """Which runs cover a minute, without scanning every run: the runs sorted by their start
+    when the search began, plus the few moved since."""
+
+    def __init__(self, start: np.ndarray, lengths: np.ndarray, daily: np.ndarray) -> None:
+        self.start, self.lengths, self.daily = start, lengths, daily
+        self.longest = int(lengths.max()) if lengths.size else 0
+        self._index()
+
+    def _index(self) -> None:
+        start, daily = self.start, self.daily
+        self.original = start.copy()
+        # A daily run covers a minute of any day it covers that minute of the first day.
+        first = np.where(daily, start % DAY_BINS, start)
+        self.order = np.argsort(first, kind="stable")
+        self.sorted_first = first[self.order]
+        self.moved: set[int] = set()
+
+    def at(self, minute: int) -> np.ndarray:
+        found = []
+        for period, of_kind in ((WEEK_BINS, ~self.daily), (DAY_BINS, self.daily)):
+            # Starts up to the longest run before the minute, across the period's start too.
+            lowest, highest = minute % period - self.longest + 1, minute % period + 1
+            for turn in range(-(-self.longest // period) + 1):
+                bounds = np.clip([lowest + turn * period, highest + turn * period], 0, period)
+                a, b = np.searchsorted(self.sorted_first, bounds)
+                found.append(self.order[a:b][of_kind[self.order[a:b]]])
+        found.append(np.fromiter(self.moved, dtype=np.int64, count=len(self.moved)))
+        runs = np.unique(np.concatenate(found))
+        period = np.where(self.daily[runs], DAY_BINS, WEEK_BINS)
+        into = (minute - self.start[runs]) % period
+        return runs[into < self.lengths[runs]]
+
+    def move(self, run: int, new: int) -> None:
+        self.start[run] = new
+        if new != self.original[run]:
+            self.moved.add(run)
+        if len(self.moved) > 256:  # looking through the moved runs costs more than sorting
+            self._index()
 
 
 def lower_peak(
@@ -113,27 +207,55 @@ def lower_peak(
     lengths: np.ndarray,
     slots: np.ndarray,
     budget_s: float,
+    goal: float = 0.0,
+    tries: int = 8,
+    seed: int = 0,
 ) -> int:
     """Lower the peak of a plan (slots in whole minutes, seconds; `load` its load, both
-    updated) by moving runs off its busiest minute, the longest that can go first, each only
-    to where the load stays strictly lower. Stops when no run on the busiest minute can move,
-    or after `budget_s` seconds. Returns how many moves it made."""
+    updated) by moving single runs, until it is at most `goal`, or `budget_s` seconds pass.
+
+    Aiming one below the peak, each step takes a minute at the peak and the `tries` runs on it
+    that cover most minutes at the peak; one of them moves to where it overfills fewer minutes
+    than where it is, the total overflow falling with every move (a run may fill a minute to the
+    brim on the way if it empties others). When none can, one moves sideways, to where it
+    overfills as many, and the search goes on from there; a run that moved sideways waits a
+    while before it moves sideways again. Returns how many moves it made."""
+    rng = np.random.default_rng(seed)
     start = slots // BIN_S
     daily = days == DAILY
+    runs = _Covering(start, lengths, daily)
     moves = 0
+    resting: dict[int, int] = {}
     deadline = time.monotonic() + budget_s
-    while time.monotonic() < deadline:
-        busiest = int(np.argmax(load))
-        peak = float(load[busiest])
-        into = np.where(daily, (busiest - start) % DAY_BINS, (busiest - start) % WEEK_BINS)
-        covering = np.flatnonzero(into < lengths)
-        for i in covering[np.argsort(-lengths[covering], kind="stable")].tolist():
-            new = _move_lower(load, int(days[i]), int(lengths[i]), int(start[i]), peak)
-            if new is not None:
-                start[i] = new
-                moves += 1
+    while time.monotonic() < deadline and load.max() > goal + 1e-9:
+        level = float(load.max()) - 1
+        over = (load > level + 1e-9).astype(np.int64)
+        full = np.flatnonzero(over)
+        moved = False
+        # Improving moves first, from a few of the peak's minutes; else a step sideways.
+        for sideways in (None, rng):
+            for minute in rng.choice(full, min(full.size, 4), replace=False).tolist():
+                covering = runs.at(minute)
+                if sideways is not None:
+                    covering = covering[[resting.get(i, -1) < moves for i in covering.tolist()]]
+                    rng.shuffle(covering)
+                else:
+                    gain = _overfilled(over, start[covering], lengths[covering], daily[covering])
+                    covering = covering[np.argsort(-gain, kind="stable")]
+                for i in covering[:tries].tolist():
+                    new = _move_out(
+                        load, int(days[i]), int(lengths[i]), int(start[i]), level, sideways
+                    )
+                    if new is not None:
+                        runs.move(i, new)
+                        moves += 1
+                        if sideways is not None:
+                            resting[i] = moves + 50
+                        moved = True
+                        break
+                if moved:
+                    break
+            if moved:
                 break
-        else:
-            break
     slots[:] = start * BIN_S
     return moves
