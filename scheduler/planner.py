@@ -11,13 +11,14 @@ target there. The rest are placed at minute resolution, a layer of non-overlappi
 time: daily runs laid flat first; then day by day, the busiest day first, each day's runs on
 the day itself (shortest first, so that the fewest leave), then its spill into the window's
 edges, each run taking the latest start that stays under the target. If that plan still goes
-over, a plan following the on-day LP's hourly starts at its lowest cap is tried (`lp_guided`:
-unlike the others it shapes the daily load, leaving room where a busy weekend's longest runs
-carry their work past its window), then a plan minding the peak alone (water-filling, longest
-first); the lowest peak is kept. Last, runs left off their day go back onto it wherever the
-load there stays under the target (for a plan over it, under its own peak): a plan over the cap
-still keeps the quiet days' runs on their day. `on_day_limit`'s LP says how much weekly work
-could stay on its day at best, to judge by.
+over, the plans follow the on-day LP's hourly starts (`lp_guided`: unlike the day-by-day plan
+they shape the daily load, leaving room where a busy weekend's longest runs carry their work
+past its window): first the LP asked for the target less what realising it adds, which keeps
+the most runs on their day; if that goes over, the LP at its lowest cap; last a plan minding
+the peak alone (water-filling, longest first). The lowest peak is kept. Last, runs left off
+their day go back onto it wherever the load there stays under the target (for a plan over it,
+under its own peak): a plan over the cap still keeps the quiet days' runs on their day.
+`on_day_limit`'s LP says how much weekly work could stay on its day at best, to judge by.
 `LoadProfile.place` handles one schedule at a time between rebalances.
 """
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
@@ -63,6 +63,8 @@ __all__ = [
 
 # Seconds a plan may spend moving runs off its busiest minutes.
 LOWER_PEAK_BUDGET_S = 10.0
+# What realising the LP's hourly starts adds to its cap, as a share of the cap (plus two runs).
+REALISING_MARGIN = 0.0025
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
 # or at any time of day for a daily schedule.
@@ -390,19 +392,65 @@ def _plan_guided(
     durations: np.ndarray,
     lengths: np.ndarray,
     codes: np.ndarray,
-    limit: OnDayLimit | None = None,
+    limit: OnDayLimit,
+    goal: float = 0.0,
+    budget_s: float = LOWER_PEAK_BUDGET_S,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(slots, load) following the LP's hourly starts (by default at its lowest cap), runs then
-    moved off the busiest minutes."""
-    if limit is None:
-        limit = on_day_limit(days, durations, None)
+    """(slots, load) following the LP's hourly starts, runs then moved off the busiest minutes
+    until the peak is at most `goal` (by default as low as they go)."""
     slots = realise(days, lengths, limit)
     placed = slots >= 0
     load = planned_load(days[placed], lengths[placed] * BIN_S, slots[placed])
     # Runs the LP's rounded starts left out, if any, go where the load grows least.
     for members, slot_of in _place_peak_first(load, days, lengths, codes, np.flatnonzero(~placed)):
         slots[members] = slot_of
-    lower_peak(load, days, lengths, slots, LOWER_PEAK_BUDGET_S)
+    lower_peak(load, days, lengths, slots, budget_s, goal)
+    return slots, load
+
+
+def _realising_margin(target: float) -> float:
+    """How far above the LP's cap its realised plan is expected to peak: the LP bounds the load
+    at every fifth minute and counts fractions of runs; whole runs on every minute come out
+    a little higher, even after moving runs off the busiest minutes."""
+    return REALISING_MARGIN * target + 2
+
+
+def _replan_over_target(
+    days: np.ndarray,
+    durations: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    target: float,
+    meetable: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, load) for a fleet the day-by-day plan put over the target.
+
+    When the target can be met, the LP is asked for the target less what realising it adds: of
+    plans that fit, the one with the most runs on their day. If that plan goes over, or the
+    target cannot be met, the plan follows the LP at its lowest cap, and last the plan minding
+    the peak alone; the lowest peak is kept.
+    """
+    lowest = on_day_limit(days, durations, None)
+    if meetable:
+        asked = target - _realising_margin(target)
+        if asked > lowest.cap:
+            limit = on_day_limit(days, durations, asked, lowest.cap)
+            slots, load = _plan_guided(
+                days, durations, lengths, codes, limit, target, LOWER_PEAK_BUDGET_S / 2
+            )
+            if load.max() <= target + 1e-9:
+                return slots, load
+    if meetable:
+        slots, load = _plan_guided(days, durations, lengths, codes, lowest, target)
+    else:
+        # The lowest peak is all there is to aim for: worth the longer search.
+        slots, load = _plan_guided(
+            days, durations, lengths, codes, lowest, 0.0, 2 * LOWER_PEAK_BUDGET_S
+        )
+    if load.max() > target + 1e-9:
+        other, other_load = _plan_peak_first(days, durations, lengths, codes)
+        if other_load.max() < load.max():
+            return other, other_load
     return slots, load
 
 
@@ -466,29 +514,12 @@ def rebalance(
         if progress is not None:
             progress(members.size)
     if load.max() > target + 1e-9:
-        # The day-first plan went over. Try the plan following the LP's hourly starts at its
-        # lowest cap, which shapes the daily load too; then, if that is still over, the plan
-        # minding the peak alone. Keep whichever peak is lowest.
-        lowest = on_day_limit(days, durations, None)
-        for plan_from_scratch in (partial(_plan_guided, limit=lowest), _plan_peak_first):
-            other, other_load = plan_from_scratch(days, durations, lengths, codes)
-            if other_load.max() < load.max():
-                slots, load = other, other_load
-                todo = np.arange(days.size)
-            if load.max() <= target + 1e-9:
-                break
-        room = target - load.max()
-        if room >= 1:
-            # Under the cap with room to spare: the LP asked for the cap less what realising
-            # its lowest one overshot keeps more runs on their day, and may still fit.
-            asked = lowest.cap + room
-            other, other_load = _plan_guided(
-                days, durations, lengths, codes, on_day_limit(days, durations, asked, lowest.cap)
-            )
-            if other_load.max() <= target + 1e-9 and on_day_share(days, other) > on_day_share(
-                days, slots
-            ):
-                slots, load = other, other_load
+        other, other_load = _replan_over_target(
+            days, durations, lengths, codes, target, cap >= bound.value
+        )
+        if other_load.max() < load.max():
+            slots, load = other, other_load
+            todo = np.arange(days.size)
     # A plan over the target has its own peak as the limit: moving runs onto their day under it
     # keeps the lowest peak there is.
     _pull_onto_days(load, days, lengths, slots, todo, max(target, float(load.max())))
