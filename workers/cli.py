@@ -44,6 +44,9 @@ def worker(queues: str, concurrency: int, pool: str, hostname: str | None) -> No
             f"unknown queue(s) {unknown}; choose from {', '.join(QUEUES)}", param_hint="--queues"
         )
     app, _ = _app()
+    # kombu's Redis transport, mended for Redis dying under a worker (workers/broker.py).
+    # Beat and Flower keep the stock one: Flower's pages read its redis:// address.
+    app.conf.broker_transport = "workers.broker:Transport"
     name = hostname or f"{'+'.join(wanted)}@%h"
     app.worker_main(
         [
