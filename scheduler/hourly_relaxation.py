@@ -107,22 +107,37 @@ def lowest_peak(
 ) -> float:
     """min P such that load @ x + base <= P on every row, with every group's runs placed
     (membership @ x == counts, x >= 0). One more variable: the peak itself."""
+    return lowest_peak_and_starts(load, membership, counts, base)[0]
+
+
+def lowest_peak_and_starts(
+    load: sparse.csr_matrix,
+    membership: sparse.csr_matrix,
+    counts: np.ndarray,
+    base: np.ndarray | None = None,
+    tie_break: np.ndarray | None = None,
+    time_limit_s: float = np.inf,
+) -> tuple[float, np.ndarray]:
+    """`lowest_peak`, and the x that reaches it; of those, one with the least `tie_break` @ x,
+    a cost the caller keeps far below a run of the peak."""
     rows, columns = load.shape
     base = np.zeros(rows) if base is None else base
     if columns == 0:
-        return float(base.max()) if base.size else 0.0
+        return (float(base.max()) if base.size else 0.0), np.zeros(0)
+    tie_break = np.zeros(columns) if tie_break is None else tie_break
     result = linprog(
-        np.concatenate((np.zeros(columns), [1.0])),
+        np.concatenate((tie_break, [1.0])),
         A_ub=sparse.hstack([load, -np.ones((rows, 1))]).tocsr(),
         b_ub=-base,
         A_eq=sparse.hstack([membership, sparse.csr_matrix((membership.shape[0], 1))]).tocsr(),
         b_eq=counts,
         bounds=(0, None),
         method="highs",
+        options={"time_limit": time_limit_s},
     )
     if result.status != 0:
         raise RuntimeError(f"lowest-peak LP failed: {result.message}")
-    return float(result.x[-1])
+    return float(result.x[-1]), result.x[:-1]
 
 
 def relaxed_bound(days: np.ndarray, lengths: np.ndarray) -> RelaxedBound:
