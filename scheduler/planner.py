@@ -24,6 +24,7 @@ under its own peak): a plan over the cap still keeps the quiet days' runs on the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ __all__ = [
 LOWER_PEAK_BUDGET_S = 10.0
 # What realising the LP's hourly starts adds to its cap, as a share of the cap (plus two runs).
 REALISING_MARGIN = 0.0025
+LONGER_SEARCH_UP_TO = 200_000  # schedules
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
 # or at any time of day for a daily schedule.
@@ -430,24 +432,30 @@ def _replan_over_target(
     target cannot be met, the plan follows the LP at its lowest cap, and last the plan minding
     the peak alone; the lowest peak is kept.
     """
-    lowest = on_day_limit(days, durations, None)
+    try:
+        lowest = on_day_limit(days, durations, None)
+    except RuntimeError:  # the LP ran out of time: the plan minding the peak alone
+        return _plan_peak_first(days, durations, lengths, codes)
     if meetable:
         asked = target - _realising_margin(target)
         if asked > lowest.cap:
-            limit = on_day_limit(days, durations, asked, lowest.cap)
+            try:
+                limit = on_day_limit(days, durations, asked, lowest.cap)
+            except RuntimeError:
+                limit = lowest
             slots, load = _plan_guided(
                 days, durations, lengths, codes, limit, target, LOWER_PEAK_BUDGET_S / 2
             )
             if load.max() <= target + 1e-9:
                 return slots, load
-    if meetable:
-        slots, load = _plan_guided(days, durations, lengths, codes, lowest, target)
-    else:
-        # The lowest peak is all there is to aim for: worth the longer search.
-        slots, load = _plan_guided(
-            days, durations, lengths, codes, lowest, 0.0, 2 * LOWER_PEAK_BUDGET_S
-        )
-    if load.max() > target + 1e-9:
+    # The last plan aiming for the target, or for the lowest peak: worth a longer search, but
+    # on a large fleet whole runs round the LP's starts finely and the search gains less.
+    budget = LOWER_PEAK_BUDGET_S * (2 if days.size <= LONGER_SEARCH_UP_TO else 1)
+    goal = target if meetable else 0.0
+    slots, load = _plan_guided(days, durations, lengths, codes, lowest, goal, budget)
+    # The plan minding the peak alone rarely does better, but a fleet the LP's hours fit badly
+    # (runs much longer than the window, say) is realised far above the LP's cap.
+    if load.max() > max(target, lowest.cap * 1.01 + 2) + 1e-9:
         other, other_load = _plan_peak_first(days, durations, lengths, codes)
         if other_load.max() < load.max():
             return other, other_load
@@ -497,7 +505,10 @@ def rebalance(
     lengths = duration_bins(durations)
 
     bound: LowerBound = lower_bound(days, durations, hourly=with_limit)
-    limit = on_day_limit(days, durations, cap) if with_limit else None
+    limit = None
+    # An LP out of time leaves the plan unjudged, not unmade.
+    with contextlib.suppress(RuntimeError):
+        limit = on_day_limit(days, durations, cap) if with_limit else None
     # The load is a whole number at every moment: the cap it must stay under is the cap
     # rounded down, or when no plan can meet it, the bound rounded up.
     target = float(np.floor(cap + 1e-9)) if cap >= bound.value else float(np.ceil(bound.value))
