@@ -28,7 +28,7 @@ def test_lowering_the_peak_never_raises_it_and_keeps_the_load_exact() -> None:
     slots = realise(days, lengths, on_day_limit(days, durations, None))
     load = planned_load(days, lengths * 60, slots)
     before = load.max()
-    moves = lower_peak(load, days, lengths, slots, budget_s=5.0)
+    moves = lower_peak(load, days, lengths, slots, budget_s=2.0)
     assert moves > 0
     assert load.max() < before
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
