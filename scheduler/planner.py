@@ -424,25 +424,26 @@ def _replan_over_target(
     codes: np.ndarray,
     target: float,
     meetable: bool,
+    lowest: OnDayLimit | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) for a fleet the day-by-day plan put over the target.
 
     When the target can be met, the LP is asked for the target less what realising it adds: of
     plans that fit, the one with the most runs on their day. If that plan goes over, or the
     target cannot be met, the plan follows the LP at its lowest cap, and last the plan minding
-    the peak alone; the lowest peak is kept.
+    the peak alone; the lowest peak is kept. `lowest`, the LP at its lowest cap if already
+    solved.
     """
-    try:
-        lowest = on_day_limit(days, durations, None)
-    except RuntimeError:  # the LP ran out of time: the plan minding the peak alone
-        return _plan_peak_first(days, durations, lengths, codes)
-    if meetable:
-        asked = target - _realising_margin(target)
-        if asked > lowest.cap:
-            try:
-                limit = on_day_limit(days, durations, asked, lowest.cap)
-            except RuntimeError:
-                limit = lowest
+    if lowest is None:
+        try:
+            lowest = on_day_limit(days, durations, None)
+        except RuntimeError:  # the LP ran out of time: the plan minding the peak alone
+            return _plan_peak_first(days, durations, lengths, codes)
+    asked = target - _realising_margin(target)
+    if meetable and asked > lowest.cap:
+        # An LP out of time here leaves the plan at the lowest cap below, not a second one.
+        with contextlib.suppress(RuntimeError):
+            limit = on_day_limit(days, durations, asked, lowest.cap)
             slots, load = _plan_guided(
                 days, durations, lengths, codes, limit, target, LOWER_PEAK_BUDGET_S / 2
             )
@@ -525,8 +526,10 @@ def rebalance(
         if progress is not None:
             progress(members.size)
     if load.max() > target + 1e-9:
+        # The LP that judges the plan, asked for a cap it cannot meet, is the lowest one.
+        lowest = limit if limit is not None and not limit.feasible else None
         other, other_load = _replan_over_target(
-            days, durations, lengths, codes, target, cap >= bound.value
+            days, durations, lengths, codes, target, cap >= bound.value, lowest
         )
         if other_load.max() < load.max():
             slots, load = other, other_load
