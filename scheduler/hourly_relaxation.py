@@ -117,9 +117,11 @@ def lowest_peak_and_starts(
     base: np.ndarray | None = None,
     tie_break: np.ndarray | None = None,
     time_limit_s: float = np.inf,
+    method: str = "highs",
 ) -> tuple[float, np.ndarray]:
     """`lowest_peak`, and the x that reaches it; of those, one with the least `tie_break` @ x,
-    a cost the caller keeps far below a run of the peak."""
+    a cost the caller keeps far below a run of the peak. `method`, scipy's name for the HiGHS
+    solver to use."""
     rows, columns = load.shape
     base = np.zeros(rows) if base is None else base
     if columns == 0:
@@ -132,7 +134,7 @@ def lowest_peak_and_starts(
         A_eq=sparse.hstack([membership, sparse.csr_matrix((membership.shape[0], 1))]).tocsr(),
         b_eq=counts,
         bounds=(0, None),
-        method="highs",
+        method=method,
         options={"time_limit": time_limit_s},
     )
     if result.status != 0:

@@ -27,47 +27,49 @@ from scheduler.load_profile import (
     WEEK_BINS,
     WINDOW_BINS,
 )
-from scheduler.on_day_limit import OnDayLimit
+from scheduler.on_day_limit import PER_DAY, START_MIN, OnDayLimit
 
-HOUR_BINS = 60
+PERIOD_BINS = START_MIN * 60 // BIN_S
 _GOLDEN = (5**0.5 - 1) / 2
 
 
 def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int = 0) -> np.ndarray:
-    """Slots (seconds) following the LP's starts per group and hour; lengths in minutes."""
+    """Slots (seconds) following the LP's starts per group and period; lengths in minutes."""
     rng = np.random.default_rng(seed)
     slots = np.full(days.size, -1, dtype=np.int64)
     starts: dict[tuple[int, int], np.ndarray] = {}
-    for (day, cls, _part), per_hour in limit.start_hours.items():
-        starts[(day, cls)] = starts.get((day, cls), 0) + per_hour
-    for (day, cls), per_hour in starts.items():
+    for (day, cls, _part), per_period in limit.start_periods.items():
+        starts[(day, cls)] = starts.get((day, cls), 0) + per_period
+    for (day, cls), per_period in starts.items():
         if day == DAILY:
             members = np.flatnonzero(limit.daily_class == cls)
-            per_hour = per_hour[:24]
+            per_period = per_period[:PER_DAY]
         else:
             members = np.flatnonzero((limit.weekly_class == cls) & (days == day))
-        if members.size == 0 or per_hour.sum() <= 0:
+        if members.size == 0 or per_period.sum() <= 0:
             continue
-        # Whole counts per hour that add up to the group's size, rounding the running total.
-        total = np.round(np.cumsum(per_hour) / per_hour.sum() * members.size).astype(np.int64)
+        # Whole counts per period that add up to the group's size, rounding the running total.
+        total = np.round(np.cumsum(per_period) / per_period.sum() * members.size).astype(np.int64)
         count = np.diff(np.concatenate(([0], total)))
-        hour = np.repeat(np.arange(count.size), count)
-        rank = np.arange(hour.size) - np.repeat(total - count, count)
+        period = np.repeat(np.arange(count.size), count)
+        rank = np.arange(period.size) - np.repeat(total - count, count)
         size = np.repeat(np.maximum(count, 1), count)
-        # Deal the group's runs, shortest to longest, round the hours: each hour gets an even
+        # Deal the group's runs, shortest to longest, round the periods: each gets an even
         # mix of lengths, as the LP counted them.
-        dealing = np.argsort((rank + rng.random(count.size)[hour]) / size, kind="stable")
+        dealing = np.argsort((rank + rng.random(count.size)[period]) / size, kind="stable")
         by_length = members[np.lexsort((rng.random(members.size), lengths[members]))]
         run = np.empty(members.size, dtype=np.int64)
         run[dealing] = by_length
-        # Within an hour, evenly over its minutes, lengths in a golden-ratio order: every part
-        # of the hour gets an even mix of them, as the LP's kernel assumes. A random order
+        # Within a period, evenly over its minutes, lengths in a golden-ratio order: every part
+        # of the period gets an even mix of them, as the LP's kernel assumes. A random order
         # would leave some minutes with a run of long ones, the load there above the LP's.
-        spin = (rank * _GOLDEN + rng.random(count.size)[hour]) % 1.0
-        order = np.lexsort((spin, hour))
-        place = np.empty(hour.size, dtype=np.int64)
-        place[order] = np.arange(hour.size) - np.repeat(total - count, count)
-        minute = hour * HOUR_BINS + ((place + rng.random(count.size)[hour]) * HOUR_BINS / size)
+        spin = (rank * _GOLDEN + rng.random(count.size)[period]) % 1.0
+        order = np.lexsort((spin, period))
+        place = np.empty(period.size, dtype=np.int64)
+        place[order] = np.arange(period.size) - np.repeat(total - count, count)
+        minute = (
+            period * PERIOD_BINS + (place + rng.random(count.size)[period]) * PERIOD_BINS / size
+        )
         slots[run] = minute.astype(np.int64) * BIN_S
     return slots
 

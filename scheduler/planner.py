@@ -25,6 +25,7 @@ under its own peak): a plan over the cap still keeps the quiet days' runs on the
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
@@ -67,6 +68,10 @@ LOWER_PEAK_BUDGET_S = 10.0
 # What realising the LP's hourly starts adds to its cap, as a share of the cap (plus two runs).
 REALISING_MARGIN = 0.0025
 LONGER_SEARCH_UP_TO = 200_000  # schedules
+# Where between the LP's lowest cap and the target to ask it for caps when the usual margin
+# leaves no room, and the seconds those tries may take.
+ASKED_SHARES = (0.1, 0.4, 0.7)
+ASKED_BUDGET_S = 20.0
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
 # or at any time of day for a daily schedule.
@@ -417,6 +422,68 @@ def _realising_margin(target: float) -> float:
     return REALISING_MARGIN * target + 2
 
 
+def _plan_under(
+    days: np.ndarray,
+    durations: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    target: float,
+    asked: float,
+    lowest: float,
+    budget_s: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(slots, load) following the LP asked for `asked`, if its plan gets under the target."""
+    try:
+        limit = on_day_limit(days, durations, asked, lowest)
+    except RuntimeError:  # out of time: no plan from this cap
+        return None
+    slots, load = _plan_guided(days, durations, lengths, codes, limit, target, budget_s)
+    return (slots, load) if load.max() <= target + 1e-9 else None
+
+
+def _plan_asked(
+    days: np.ndarray,
+    durations: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    target: float,
+    lowest: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(slots, load) under the target keeping the most runs on their day that the LP's asked
+    caps give, or None if none got under.
+
+    First the target less what realising usually adds. If there is no room for that margin, or
+    its plan goes over, caps from just above the LP's lowest upwards (ASKED_SHARES of the way
+    to the first cap or the target), until one goes over or the time is up: just above its
+    lowest cap the LP's share on their day climbs steeply (at 10,000 schedules from 76% at the
+    lowest to 88% a tenth of a run above), and a fleet's realised plan often lands nearer its
+    LP's cap than the usual margin says.
+    """
+    first = target - _realising_margin(target)
+    if first > lowest + 1e-6:
+        plan = _plan_under(
+            days, durations, lengths, codes, target, first, lowest, LOWER_PEAK_BUDGET_S
+        )
+        if plan is not None:
+            return plan
+    ceiling = min(first, target) if first > lowest + 1e-6 else target
+    if ceiling <= lowest + 1e-6:  # the LP itself cannot get under the target
+        return None
+    deadline = time.monotonic() + ASKED_BUDGET_S
+    best: tuple[np.ndarray, np.ndarray] | None = None
+    for share in ASKED_SHARES:
+        budget = min(LOWER_PEAK_BUDGET_S, deadline - time.monotonic())
+        if budget <= 0:
+            break
+        asked = lowest + share * (ceiling - lowest)
+        plan = _plan_under(days, durations, lengths, codes, target, asked, lowest, budget)
+        if plan is None:
+            break
+        if best is None or on_day_share(days, plan[0]) >= on_day_share(days, best[0]):
+            best = plan
+    return best
+
+
 def _replan_over_target(
     days: np.ndarray,
     durations: np.ndarray,
@@ -428,10 +495,10 @@ def _replan_over_target(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) for a fleet the day-by-day plan put over the target.
 
-    When the target can be met, the LP is asked for the target less what realising it adds: of
-    plans that fit, the one with the most runs on their day. If that plan goes over, or the
-    target cannot be met, the plan follows the LP at its lowest cap, and last the plan minding
-    the peak alone; the lowest peak is kept. `lowest`, the LP at its lowest cap if already
+    When the target can be met, the LP is asked for caps under it (`_plan_asked`): of plans that
+    fit, those keep the most runs on their day. If none gets under, or the target cannot be met,
+    the plan follows the LP at its lowest cap, and last the plan minding the peak alone; the
+    lowest peak is kept. `lowest`, the LP at its lowest cap if already
     solved.
     """
     if lowest is None:
@@ -439,16 +506,10 @@ def _replan_over_target(
             lowest = on_day_limit(days, durations, None)
         except RuntimeError:  # the LP ran out of time: the plan minding the peak alone
             return _plan_peak_first(days, durations, lengths, codes)
-    asked = target - _realising_margin(target)
-    if meetable and asked > lowest.cap:
-        # An LP out of time here leaves the plan at the lowest cap below, not a second one.
-        with contextlib.suppress(RuntimeError):
-            limit = on_day_limit(days, durations, asked, lowest.cap)
-            slots, load = _plan_guided(
-                days, durations, lengths, codes, limit, target, LOWER_PEAK_BUDGET_S / 2
-            )
-            if load.max() <= target + 1e-9:
-                return slots, load
+    if meetable:
+        plan = _plan_asked(days, durations, lengths, codes, target, lowest.cap)
+        if plan is not None:
+            return plan
     # The last plan aiming for the target, or for the lowest peak: worth a longer search, but
     # on a large fleet whole runs round the LP's starts finely and the search gains less.
     budget = LOWER_PEAK_BUDGET_S * (2 if days.size <= LONGER_SEARCH_UP_TO else 1)
