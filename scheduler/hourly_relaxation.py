@@ -15,11 +15,12 @@ with daily runs' hourly load held flat says how low a plan that lays daily runs 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linprog
+from scipy.optimize import OptimizeResult, OptimizeWarning, linprog
 
 from scheduler.load_profile import DAILY, DAY_BINS, SPILL_BINS, WEEK_BINS, WINDOW_BINS
 
@@ -117,29 +118,60 @@ def lowest_peak_and_starts(
     base: np.ndarray | None = None,
     tie_break: np.ndarray | None = None,
     time_limit_s: float = np.inf,
-    method: str = "highs",
+    interior: bool = False,
 ) -> tuple[float, np.ndarray]:
     """`lowest_peak`, and the x that reaches it; of those, one with the least `tie_break` @ x,
-    a cost the caller keeps far below a run of the peak. `method`, scipy's name for the HiGHS
-    solver to use."""
+    a cost the caller keeps far below a run of the peak. `interior` as for `solve`."""
     rows, columns = load.shape
     base = np.zeros(rows) if base is None else base
     if columns == 0:
         return (float(base.max()) if base.size else 0.0), np.zeros(0)
     tie_break = np.zeros(columns) if tie_break is None else tie_break
-    result = linprog(
+    result = solve(
         np.concatenate((tie_break, [1.0])),
-        A_ub=sparse.hstack([load, -np.ones((rows, 1))]).tocsr(),
-        b_ub=-base,
-        A_eq=sparse.hstack([membership, sparse.csr_matrix((membership.shape[0], 1))]).tocsr(),
-        b_eq=counts,
-        bounds=(0, None),
-        method=method,
-        options={"time_limit": time_limit_s},
+        sparse.hstack([load, -np.ones((rows, 1))]).tocsr(),
+        -base,
+        sparse.hstack([membership, sparse.csr_matrix((membership.shape[0], 1))]).tocsr(),
+        counts,
+        time_limit_s,
+        interior,
     )
     if result.status != 0:
         raise RuntimeError(f"lowest-peak LP failed: {result.message}")
     return float(result.x[-1]), result.x[:-1]
+
+
+def solve(
+    cost: np.ndarray,
+    a_ub: sparse.csr_matrix,
+    b_ub: np.ndarray,
+    a_eq: sparse.csr_matrix,
+    b_eq: np.ndarray,
+    time_limit_s: float = np.inf,
+    interior: bool = False,
+) -> OptimizeResult:
+    """min cost @ x with a_ub @ x <= b_ub, a_eq @ x == b_eq, x >= 0, by HiGHS.
+
+    `interior`: its interior point method, without the crossover to a vertex. On the on-day
+    LP it is several times faster than the simplex (2 s against 7 s at 10,000 schedules), and
+    the crossover, which adds nothing a plan needs, is what stalls on some large fleets.
+    """
+    options: dict[str, object] = {"time_limit": time_limit_s}
+    if interior:
+        options["run_crossover"] = "off"
+    with warnings.catch_warnings():
+        # scipy hands HiGHS the options it does not know itself, verbatim, and warns that it does.
+        warnings.simplefilter("ignore", OptimizeWarning)
+        return linprog(
+            cost,
+            A_ub=a_ub,
+            b_ub=b_ub,
+            A_eq=a_eq,
+            b_eq=b_eq,
+            bounds=(0, None),
+            method="highs-ipm" if interior else "highs",
+            options=options,
+        )
 
 
 def relaxed_bound(days: np.ndarray, lengths: np.ndarray) -> RelaxedBound:

@@ -1,14 +1,14 @@
-"""A plan that follows the on-day LP's hourly starts, for fleets the day-by-day planner cannot
-fit under the cap.
+"""A plan that follows the on-day LP's starts per half-hour, for fleets the day-by-day planner
+cannot fit under the cap.
 
 The LP (`on_day_limit`, asked for a cap or its lowest one) says how many runs of each group
-start in each hour, daily ones the same every day, so that the load at every fifth minute stays
-under the cap. Unlike the day-by-day planner it shapes the daily load too: it leaves room after
-12:00 UTC, where a busy weekend's longest runs, started just before its window closes, carry
-their work.
+start in each half-hour (START_MIN), daily ones the same every day, so that the load at every
+fifth minute stays under the cap. Unlike the day-by-day planner it shapes the daily load too: it
+leaves room after 12:00 UTC, where a busy weekend's longest runs, started just before its window
+closes, carry their work.
 
-`realise` deals each group's runs to its hours so that every hour gets an even mix of the
-group's lengths, and spreads them evenly over the hour's minutes, the lengths well mixed there
+`realise` deals each group's runs to its periods so that every period gets an even mix of the
+group's lengths, and spreads them evenly over the period's minutes, the lengths well mixed there
 too. Rounding, and the minutes between the LP's instants, leave some minutes higher than the LP
 said; `lower_peak` then moves runs, one at a time, off the minutes at the peak.
 """

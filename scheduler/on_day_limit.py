@@ -1,7 +1,7 @@
 """How much weekly work could stay on its chosen day under a cap: a small LP over the week.
 
 Schedules are grouped by day and by duration class; the LP chooses how many of each group start
-in each hour (evenly over its minutes), daily groups the same on every day, weekly groups on
+in each half-hour (evenly over its minutes), daily groups the same on every day, weekly groups on
 their day or in their window's edges, so that the load at every fifth minute stays under the cap,
 and keeps as many weekly schedules on their day as it can. Counting schedules rather than work, it
 spills the longest ones first: moving one long run frees the most room.
@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linprog
 
-from scheduler.hourly_relaxation import lowest_peak_and_starts
+from scheduler.hourly_relaxation import lowest_peak_and_starts, solve
 from scheduler.load_profile import DAILY, as_day_array, duration_bins
 
 HOURS = 168
-# The LP's runs start evenly over periods this long. Half-hours would let a busy window's
-# longest runs start nearer its end, lowering the lowest cap by 0.5-1% on skewed fleets, but
-# HiGHS's interior point then stalls on some fleets of 100,000 and more.
-START_MIN = 60
+# The LP's runs start evenly over periods this long. Half-hours, not hours: a busy window's
+# longest runs can start nearer its end, which lowers the LP's lowest cap by 0.7% on skewed
+# fleets, and the planner's peak below the bound from 1.022 to 1.015 x bound. Twenty minutes
+# gain 0.2% more, but the plans of small fleets then keep fewer runs on their day than the LP.
+START_MIN = 30
 PERIODS = HOURS * 60 // START_MIN
 PER_DAY = PERIODS // 7
 SAMPLE_MIN = 5  # the LP bounds the load at instants this many minutes apart
@@ -32,10 +32,8 @@ WEEKLY_CLASSES = 12
 LP_TIME_LIMIT_S = 30.0
 TIE_BREAK_TIME_LIMIT_S = 15.0
 DAILY_CLASSES = 6
-# HiGHS's interior point method (with its crossover to a vertex) solves these LPs, long and
-# dense in the kernel's rows, several times faster than its simplex: 0.9 s against 6.7 s for
-# 10,000 schedules. Its simplex is the fallback when it runs out of time.
-METHODS = ("highs-ipm", "highs")
+# HiGHS's interior point method first (see `solve`), its simplex if that runs out of time.
+INTERIOR_FIRST = (True, False)
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class OnDayLimit:
 
     share: float
     cap: float  # the cap the LP met: the one asked for, or the lowest it could reach
-    feasible: bool  # whether the asked cap could be met at all at hourly resolution
+    feasible: bool  # whether the asked cap could be met at all at the LP's resolution
     weekly_class: np.ndarray  # duration class of each weekly schedule (-1 for daily ones)
     daily_class: np.ndarray  # duration class of each daily schedule (-1 for weekly ones)
     on_day: dict[tuple[int, int], float] = field(default_factory=dict)  # (day, class) → count
@@ -183,11 +181,11 @@ def on_day_limit(
                 b_eq,
                 tie_break=tie_break,
                 time_limit_s=TIE_BREAK_TIME_LIMIT_S,
-                method=METHODS[0],
+                interior=True,
             )
         except RuntimeError:
             lowest, starts_at_lowest = lowest_peak_and_starts(
-                load, a_eq, b_eq, time_limit_s=LP_TIME_LIMIT_S, method=METHODS[1]
+                load, a_eq, b_eq, time_limit_s=LP_TIME_LIMIT_S
             )
     feasible = cap is not None and cap >= lowest
     if not feasible and starts_at_lowest is not None:
@@ -195,16 +193,9 @@ def on_day_limit(
         used_cap = lowest
     else:
         used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
-        for method in METHODS:
-            result = linprog(
-                objective,
-                A_ub=load,
-                b_ub=np.full(ROWS, used_cap),
-                A_eq=a_eq,
-                b_eq=b_eq,
-                bounds=(0, None),
-                method=method,
-                options={"time_limit": LP_TIME_LIMIT_S},
+        for interior in INTERIOR_FIRST:
+            result = solve(
+                objective, load, np.full(ROWS, used_cap), a_eq, b_eq, LP_TIME_LIMIT_S, interior
             )
             if result.status == 0:
                 break
@@ -220,7 +211,8 @@ def on_day_limit(
         start_periods[key][periods] = np.maximum(x[ids], 0.0)
     share = float(x[on_ids].sum()) / n_weekly if n_weekly else 1.0
     return OnDayLimit(
-        share=min(1.0, share),
+        # The interior point is exact to its tolerance, not to the last bit: 0.99999999997.
+        share=round(min(1.0, share), 6),
         cap=used_cap,
         feasible=feasible,
         weekly_class=weekly_class,
@@ -239,5 +231,5 @@ def max_on_day_share(
     cap: float,
 ) -> float:
     """The largest share of weekly schedules that could run on their chosen day under the cap
-    (at hourly resolution; when the cap cannot be met, under the lowest peak that can)."""
+    (at half-hour resolution; when the cap cannot be met, under the lowest peak that can)."""
     return on_day_limit(day_of_week, duration_s, cap).share

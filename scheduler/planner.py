@@ -11,10 +11,10 @@ target there. The rest are placed at minute resolution, a layer of non-overlappi
 time: daily runs laid flat first; then day by day, the busiest day first, each day's runs on
 the day itself (shortest first, so that the fewest leave), then its spill into the window's
 edges, each run taking the latest start that stays under the target. If that plan still goes
-over, the plans follow the on-day LP's hourly starts (`lp_guided`: unlike the day-by-day plan
-they shape the daily load, leaving room where a busy weekend's longest runs carry their work
-past its window): first the LP asked for the target less what realising it adds, which keeps
-the most runs on their day; if that goes over, the LP at its lowest cap; last a plan minding
+over, the plans follow the on-day LP's starts per half-hour (`lp_guided`: unlike the day-by-day
+plan they shape the daily load, leaving room where a busy weekend's longest runs carry their
+work past its window): first the LP asked for caps under the target (`_plan_asked`), which keep
+the most runs on their day; if none fits, the LP at its lowest cap; last a plan minding
 the peak alone (water-filling, longest first). The lowest peak is kept. Last, runs left off
 their day go back onto it wherever the load there stays under the target (for a plan over it,
 under its own peak): a plan over the cap still keeps the quiet days' runs on their day.
@@ -65,7 +65,7 @@ __all__ = [
 
 # Seconds a plan may spend moving runs off its busiest minutes.
 LOWER_PEAK_BUDGET_S = 10.0
-# What realising the LP's hourly starts adds to its cap, as a share of the cap (plus two runs).
+# What realising the LP's starts adds to its cap, as a share of the cap (plus two runs).
 REALISING_MARGIN = 0.0025
 LONGER_SEARCH_UP_TO = 200_000  # schedules
 # Where between the LP's lowest cap and the target to ask it for caps when the usual margin
@@ -89,7 +89,7 @@ class PlanResult:
     lower_bound_explanation: str
     daily_flat_bound: float  # the lowest peak with daily runs laid flat (nan unless computed)
     on_day_share: float  # share of weekly schedules on their chosen day
-    max_on_day_share: float  # the most the cap allows, from the hourly LP
+    max_on_day_share: float  # the most the cap allows, from the on-day LP
     cap: float
     load: np.ndarray  # planned number in flight per minute of the week, Monday 00:00 first
     tenant_stacking: int  # most runs of one tenant starting on the same minute
@@ -403,7 +403,7 @@ def _plan_guided(
     goal: float = 0.0,
     budget_s: float = LOWER_PEAK_BUDGET_S,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(slots, load) following the LP's hourly starts, runs then moved off the busiest minutes
+    """(slots, load) following the LP's starts, runs then moved off the busiest minutes
     until the peak is at most `goal` (by default as low as they go)."""
     slots = realise(days, lengths, limit)
     placed = slots >= 0
@@ -515,7 +515,7 @@ def _replan_over_target(
     budget = LOWER_PEAK_BUDGET_S * (2 if days.size <= LONGER_SEARCH_UP_TO else 1)
     goal = target if meetable else 0.0
     slots, load = _plan_guided(days, durations, lengths, codes, lowest, goal, budget)
-    # The plan minding the peak alone rarely does better, but a fleet the LP's hours fit badly
+    # The plan minding the peak alone rarely does better, but a fleet the LP's periods fit badly
     # (runs much longer than the window, say) is realised far above the LP's cap.
     if load.max() > max(target, lowest.cap * 1.01 + 2) + 1e-9:
         other, other_load = _plan_peak_first(days, durations, lengths, codes)
