@@ -40,9 +40,11 @@ from common.models import (
     FAILED,
     IN_FLIGHT,
     PENDING,
+    REBALANCE_STATES,
     RUN_STATES,
     SKIPPED,
     TIMED_OUT,
+    Rebalance,
     Run,
     Schedule,
 )
@@ -232,7 +234,19 @@ class ServiceCollector(Collector):
             "Most images the plan puts in flight at any minute of the week (compare to the cap)",
         )
         peak.add_metric([], self._planned_peak(session))
-        return [runs, in_flight, cap_family, waiting, failed, schedules, peak]
+
+        # The plan pool's work: a job queued for long, or failed, needs an operator.
+        jobs = dict(
+            session.execute(
+                sa.select(Rebalance.state, sa.func.count()).group_by(Rebalance.state)
+            ).all()
+        )
+        rebalances = GaugeMetricFamily(
+            "si_rebalances", "Rebalance jobs kept in the database, by state", labels=["state"]
+        )
+        for state in REBALANCE_STATES:
+            rebalances.add_metric([state], jobs.get(state, 0))
+        return [runs, in_flight, cap_family, waiting, failed, schedules, peak, rebalances]
 
     def _planned_peak(self, session: orm.Session) -> float:
         now = time.monotonic()

@@ -91,7 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
         "BUSY_RETRY_S", "300", "Seconds a run waits when its server is busy with another image."
     ),
     Setting("RUN_TIMEOUT_S", "21600", "Seconds after which a run still in flight times out."),
-    Setting("RUN_HISTORY_DAYS", "30", "Days that finished runs are kept."),
+    Setting("RUN_HISTORY_DAYS", "30", "Days that finished runs and rebalance jobs are kept."),
     Setting("SERVER_GONE_GRACE_S", "604800", "Seconds a schedule of a vanished server is kept."),
     Setting("LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
     Setting("LOG_LEVEL", "INFO", "Python log level."),

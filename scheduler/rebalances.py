@@ -125,6 +125,20 @@ def take_lost_jobs(session: orm.Session, now: dt.datetime, lease_s: float) -> li
     return [str(job_id) for job_id in lost]
 
 
+def trim_finished(session: orm.Session, now: dt.datetime, keep_days: int, limit: int = 1000) -> int:
+    """Jobs finished more than `keep_days` ago are deleted, a bounded batch a tick; queued and
+    running ones are kept however old."""
+    oldest = now - dt.timedelta(days=keep_days)
+    victims = (
+        sa.select(Rebalance.id)
+        .where(Rebalance.state.in_((REBALANCE_DONE, REBALANCE_FAILED)))
+        .where(Rebalance.finished_at < oldest)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    return session.execute(sa.delete(Rebalance).where(Rebalance.id.in_(victims))).rowcount
+
+
 def _lock_is_free(session: orm.Session) -> bool:
     # Taken at once when free and held to the end of the caller's short transaction.
     return bool(session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(REBALANCE_LOCK))))

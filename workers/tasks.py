@@ -63,6 +63,7 @@ def tick() -> dict:
         ticking.cancel_orphaned_runs(session, now)
         timed_out = ticking.time_out_runs(session, now)
         ticking.trim_history(session, now, rt.settings.run_history_days)
+        rebalances.trim_finished(session, now, rt.settings.run_history_days)
         ticking.remove_gone_schedules(session, now, rt.settings.server_gone_grace_s)
     with transaction(rt.sessions) as session:
         again = ticking.take_expired_leases(

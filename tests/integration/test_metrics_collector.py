@@ -11,6 +11,7 @@ from common.db import transaction
 from common.metrics import ServiceCollector
 from common.models import Run
 from common.runtime_settings import set_inflight_cap
+from scheduler import rebalances
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
@@ -33,7 +34,7 @@ def _run(server: str, state: str, error: str | None = None, waited_s: float = 0)
     )
 
 
-def test_collector_reads_runs_cap_waits_failures_and_planned_peak(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_collector_reads_runs_cap_waits_failures_planned_peak_and_jobs(sessions) -> None:  # type: ignore[no-untyped-def]
     with transaction(sessions) as session:
         for index in range(3):
             schedules.upsert(
@@ -58,6 +59,7 @@ def test_collector_reads_runs_cap_waits_failures_and_planned_peak(sessions) -> N
             ]
         )
         set_inflight_cap(session, 7)
+        rebalances.request_rebalance(session, NOW, 60)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceCollector(sessions, default_cap=50, cache_s=60, clock=lambda: NOW))
     text = generate_latest(registry).decode()
@@ -68,6 +70,8 @@ def test_collector_reads_runs_cap_waits_failures_and_planned_peak(sessions) -> N
     assert 'si_runs_failed{reason="create_error",state="failed"} 1.0' in text
     assert 'si_runs_failed{reason="timeout",state="timed_out"} 1.0' in text
     assert "si_planned_peak_in_flight 3.0" in text
+    assert 'si_rebalances{state="queued"} 1.0' in text
+    assert 'si_rebalances{state="failed"} 0.0' in text
     assert "si_metrics_database_up 1.0" in text
     # Cached: a new run is not seen until the cache expires.
     with transaction(sessions) as session:

@@ -191,6 +191,23 @@ def test_a_job_fails_with_its_error_and_moves_nothing(alice, sessions, monkeypat
         assert "gave up after 3 attempts" in session.get(Rebalance, job.id).error
 
 
+def test_finished_jobs_are_trimmed_after_the_history_days(sessions) -> None:
+    with transaction(sessions) as session:
+        old, _ = rebalances.request_rebalance(session, NOW - dt.timedelta(days=40), 60)
+        old.state, old.finished_at = "done", NOW - dt.timedelta(days=31)
+    with transaction(sessions) as session:
+        recent, _ = rebalances.request_rebalance(session, NOW - dt.timedelta(days=1), 60)
+        recent.state, recent.finished_at = "failed", NOW - dt.timedelta(days=1)
+    with transaction(sessions) as session:
+        # Queued however long ago: still to run, never trimmed.
+        waiting, _ = rebalances.request_rebalance(session, NOW - dt.timedelta(days=90), 60)
+    with transaction(sessions) as session:
+        assert rebalances.trim_finished(session, NOW, keep_days=30) == 1
+    with sessions() as session:
+        left = set(session.scalars(sa.select(Rebalance.id)))
+    assert left == {recent.id, waiting.id}
+
+
 def test_plan_commands(settings, sessions, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     crowd(sessions, 12)
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
