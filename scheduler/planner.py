@@ -69,9 +69,11 @@ LOWER_PEAK_BUDGET_S = 10.0
 REALISING_MARGIN = 0.0025
 LONGER_SEARCH_UP_TO = 200_000  # schedules
 # Where between the LP's lowest cap and the target to ask it for caps when the usual margin
-# leaves no room, and the seconds those tries may take.
+# leaves no room.
 ASKED_SHARES = (0.1, 0.4, 0.7)
-ASKED_BUDGET_S = 20.0
+# Seconds all the searches of a plan over the target may take (half that above
+# LONGER_SEARCH_UP_TO), none longer than LOWER_PEAK_BUDGET_S but the last.
+REPLAN_BUDGET_S = 30.0
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
 # or at any time of day for a daily schedule.
@@ -448,6 +450,7 @@ def _plan_asked(
     codes: np.ndarray,
     target: float,
     lowest: float,
+    deadline: float,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(slots, load) under the target keeping the most runs on their day that the LP's asked
     caps give, or None if none got under.
@@ -457,26 +460,26 @@ def _plan_asked(
     to the first cap or the target), until one goes over or the time is up: just above its
     lowest cap the LP's share on their day climbs steeply (at 10,000 schedules from 76% at the
     lowest to 88% a tenth of a run above), and a fleet's realised plan often lands nearer its
-    LP's cap than the usual margin says.
+    LP's cap than the usual margin says. Each plan's search ends by `deadline` (monotonic).
     """
+
+    def budget() -> float:
+        return min(LOWER_PEAK_BUDGET_S, deadline - time.monotonic())
+
     first = target - _realising_margin(target)
-    if first > lowest + 1e-6:
-        plan = _plan_under(
-            days, durations, lengths, codes, target, first, lowest, LOWER_PEAK_BUDGET_S
-        )
+    if first > lowest + 1e-6 and budget() > 0:
+        plan = _plan_under(days, durations, lengths, codes, target, first, lowest, budget())
         if plan is not None:
             return plan
     ceiling = min(first, target) if first > lowest + 1e-6 else target
     if ceiling <= lowest + 1e-6:  # the LP itself cannot get under the target
         return None
-    deadline = time.monotonic() + ASKED_BUDGET_S
     best: tuple[np.ndarray, np.ndarray] | None = None
     for share in ASKED_SHARES:
-        budget = min(LOWER_PEAK_BUDGET_S, deadline - time.monotonic())
-        if budget <= 0:
+        if budget() <= 0:
             break
         asked = lowest + share * (ceiling - lowest)
-        plan = _plan_under(days, durations, lengths, codes, target, asked, lowest, budget)
+        plan = _plan_under(days, durations, lengths, codes, target, asked, lowest, budget())
         if plan is None:
             break
         if best is None or on_day_share(days, plan[0]) >= on_day_share(days, best[0]):
@@ -506,13 +509,18 @@ def _replan_over_target(
             lowest = on_day_limit(days, durations, None)
         except RuntimeError:  # the LP ran out of time: the plan minding the peak alone
             return _plan_peak_first(days, durations, lengths, codes)
+    # On a large fleet whole runs round the LP's starts finely and the searches gain less, and
+    # the LPs and the day-by-day plan take longer: less time to search.
+    total = REPLAN_BUDGET_S * (1.0 if days.size <= LONGER_SEARCH_UP_TO else 0.5)
+    started = time.monotonic()
     if meetable:
-        plan = _plan_asked(days, durations, lengths, codes, target, lowest.cap)
+        # The plan at the lowest cap keeps a third of the time whatever the asked caps took.
+        asked_until = started + total * 2 / 3
+        plan = _plan_asked(days, durations, lengths, codes, target, lowest.cap, asked_until)
         if plan is not None:
             return plan
-    # The last plan aiming for the target, or for the lowest peak: worth a longer search, but
-    # on a large fleet whole runs round the LP's starts finely and the search gains less.
-    budget = LOWER_PEAK_BUDGET_S * (2 if days.size <= LONGER_SEARCH_UP_TO else 1)
+    # The last plan aiming for the target, or for the lowest peak: the rest of the time.
+    budget = max(total / 3, started + total - time.monotonic())
     goal = target if meetable else 0.0
     slots, load = _plan_guided(days, durations, lengths, codes, lowest, goal, budget)
     # The plan minding the peak alone rarely does better, but a fleet the LP's periods fit badly

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.slots import DAY_S, SPILL_S, WEEK_S, in_window
+from scheduler import planner
 from scheduler.load_profile import DAILY, LoadProfile, sliding_max
 from scheduler.lower_bound import lower_bound
 from scheduler.on_day_limit import max_on_day_share
@@ -158,3 +162,37 @@ def test_an_lp_out_of_time_still_gives_a_plan_in_the_windows(monkeypatch) -> Non
     assert np.isnan(plan.max_on_day_share)
     # The plan minding the peak alone: not far above the bound, nowhere near piling up.
     assert plan.peak <= bound * 1.2
+
+
+def test_the_lp_is_asked_for_caps_from_just_above_its_lowest_while_their_plans_fit(
+    monkeypatch,
+) -> None:
+    """With no room for the usual margin, caps climb from the LP's lowest until a plan goes
+    over; of the plans that fit, the one keeping the most runs on its day wins."""
+    days = np.array([0, 0, 0, 0], dtype=np.int8)
+    asked: list[float] = []
+    on_day_at = {0.1: 1, 0.4: 3, 0.7: None}  # share of the room -> runs on their day, or over
+
+    def plan_under(days, durations, lengths, codes, target, cap, lowest, budget_s):  # type: ignore[no-untyped-def]
+        asked.append(cap)
+        on_day = on_day_at[round((cap - lowest) / (target - lowest), 6)]
+        if on_day is None:
+            return None
+        slots = np.array([0] * on_day + [6 * DAY_S] * (4 - on_day))
+        return slots, np.zeros(1)
+
+    monkeypatch.setattr(planner, "_plan_under", plan_under)
+    empty = np.zeros(4)
+    far = time.monotonic() + 60
+    slots, _ = planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, far)
+    assert asked == pytest.approx([100.1, 100.4, 100.7])
+    assert (slots == 0).sum() == 3
+    # Room for the margin: that cap first, alone when its plan fits.
+    asked.clear()
+    first = 200.0 - planner._realising_margin(200.0)
+    on_day_at[round((first - 100.0) / 100.0, 6)] = 2
+    slots, _ = planner._plan_asked(days, empty, empty, empty, 200.0, 100.0, far)
+    assert asked == [first]
+    assert (slots == 0).sum() == 2
+    # No time left: no plan, and the caller's plan at the lowest cap is used.
+    assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, time.monotonic()) is None
