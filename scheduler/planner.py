@@ -68,11 +68,12 @@ LOWER_PEAK_BUDGET_S = 10.0
 # What realising the LP's starts adds to its cap, as a share of the cap (plus two runs).
 REALISING_MARGIN = 0.0025
 LONGER_SEARCH_UP_TO = 200_000  # schedules
-# Where between the LP's lowest cap and the target to ask it for caps when the usual margin
-# leaves no room.
-ASKED_SHARES = (0.1, 0.4, 0.7)
+# How finely (in runs in flight) to search for the highest cap to ask the LP for whose plan
+# fits, and the seconds each plan's search may take.
+ASKED_RESOLUTION = 0.25
+ASKED_TRY_BUDGET_S = 6.0
 # Seconds all the searches of a plan over the target may take (half that above
-# LONGER_SEARCH_UP_TO), none longer than LOWER_PEAK_BUDGET_S but the last.
+# LONGER_SEARCH_UP_TO).
 REPLAN_BUDGET_S = 30.0
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
@@ -451,39 +452,41 @@ def _plan_asked(
     target: float,
     lowest: float,
     deadline: float,
+    reserve_s: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(slots, load) under the target keeping the most runs on their day that the LP's asked
     caps give, or None if none got under.
 
-    First the target less what realising usually adds. If there is no room for that margin, or
-    its plan goes over, caps from just above the LP's lowest upwards (ASKED_SHARES of the way
-    to the first cap or the target), until one goes over or the time is up: just above its
-    lowest cap the LP's share on their day climbs steeply (at 10,000 schedules from 76% at the
-    lowest to 88% a tenth of a run above), and a fleet's realised plan often lands nearer its
-    LP's cap than the usual margin says. Each plan's search ends by `deadline` (monotonic).
+    The higher the cap asked for, the more runs the LP keeps on their day, and the likelier its
+    realised plan goes over the target. So the asked cap is searched for by halving, between a
+    cap whose plan fits (at first the LP's lowest, assumed) and one whose plan does not (at
+    first the target): first the target less what realising usually adds, or, with no room for
+    that margin, a cap a tenth of the way up from the lowest (just above its lowest cap the
+    LP's share on their day climbs steeply: at 10,000 schedules from 76% at the lowest to 88% a
+    tenth of a run above). It stops when the two are ASKED_RESOLUTION of a run apart or
+    `deadline` (monotonic) passes, `reserve_s` before it while no plan fits (the caller's time
+    for a plan at the lowest cap); of the plans that fit, the one with the most runs on their
+    day wins.
     """
 
     def budget() -> float:
-        return min(LOWER_PEAK_BUDGET_S, deadline - time.monotonic())
+        reserve = reserve_s if best is None else 0.0
+        return min(ASKED_TRY_BUDGET_S, deadline - reserve - time.monotonic())
 
+    fits, over = lowest, target
     first = target - _realising_margin(target)
-    if first > lowest + 1e-6 and budget() > 0:
-        plan = _plan_under(days, durations, lengths, codes, target, first, lowest, budget())
-        if plan is not None:
-            return plan
-    ceiling = min(first, target) if first > lowest + 1e-6 else target
-    if ceiling <= lowest + 1e-6:  # the LP itself cannot get under the target
-        return None
+    asked = first if first > lowest + 1e-6 else lowest + 0.1 * (target - lowest)
     best: tuple[np.ndarray, np.ndarray] | None = None
-    for share in ASKED_SHARES:
-        if budget() <= 0:
-            break
-        asked = lowest + share * (ceiling - lowest)
+    # A try with less than a second to search would only waste its LP solve.
+    while over - fits > ASKED_RESOLUTION and budget() >= 1.0:
         plan = _plan_under(days, durations, lengths, codes, target, asked, lowest, budget())
         if plan is None:
-            break
-        if best is None or on_day_share(days, plan[0]) >= on_day_share(days, best[0]):
-            best = plan
+            over = asked
+        else:
+            fits = asked
+            if best is None or on_day_share(days, plan[0]) >= on_day_share(days, best[0]):
+                best = plan
+        asked = (fits + over) / 2
     return best
 
 
@@ -514,9 +517,10 @@ def _replan_over_target(
     total = REPLAN_BUDGET_S * (1.0 if days.size <= LONGER_SEARCH_UP_TO else 0.5)
     started = time.monotonic()
     if meetable:
-        # The plan at the lowest cap keeps a third of the time whatever the asked caps took.
-        asked_until = started + total * 2 / 3
-        plan = _plan_asked(days, durations, lengths, codes, target, lowest.cap, asked_until)
+        # While no asked cap's plan fits, a third of the time is kept for the lowest cap's.
+        plan = _plan_asked(
+            days, durations, lengths, codes, target, lowest.cap, started + total, total / 3
+        )
         if plan is not None:
             return plan
     # The last plan aiming for the target, or for the lowest peak: the rest of the time.

@@ -164,35 +164,35 @@ def test_an_lp_out_of_time_still_gives_a_plan_in_the_windows(monkeypatch) -> Non
     assert plan.peak <= bound * 1.2
 
 
-def test_the_lp_is_asked_for_caps_from_just_above_its_lowest_while_their_plans_fit(
+def test_the_cap_asked_of_the_lp_is_the_highest_whose_plan_fits_found_by_halving(
     monkeypatch,
 ) -> None:
-    """With no room for the usual margin, caps climb from the LP's lowest until a plan goes
-    over; of the plans that fit, the one keeping the most runs on its day wins."""
-    days = np.array([0, 0, 0, 0], dtype=np.int8)
+    """The higher the cap asked for, the more runs on their day, until its plan goes over the
+    target; the search halves the gap between a cap that fits and one that does not."""
+    days = np.zeros(4, dtype=np.int8)
     asked: list[float] = []
-    on_day_at = {0.1: 1, 0.4: 3, 0.7: None}  # share of the room -> runs on their day, or over
+    fits_up_to = 100.5
 
     def plan_under(days, durations, lengths, codes, target, cap, lowest, budget_s):  # type: ignore[no-untyped-def]
         asked.append(cap)
-        on_day = on_day_at[round((cap - lowest) / (target - lowest), 6)]
-        if on_day is None:
-            return None
-        slots = np.array([0] * on_day + [6 * DAY_S] * (4 - on_day))
-        return slots, np.zeros(1)
+        return (np.zeros(4, dtype=np.int64), np.array([cap])) if cap <= fits_up_to else None
 
     monkeypatch.setattr(planner, "_plan_under", plan_under)
     empty = np.zeros(4)
     far = time.monotonic() + 60
-    slots, _ = planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, far)
-    assert asked == pytest.approx([100.1, 100.4, 100.7])
-    assert (slots == 0).sum() == 3
-    # Room for the margin: that cap first, alone when its plan fits.
+    # No room for the usual margin: a tenth of the way up from the lowest first.
+    _, load = planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, far)
+    assert asked == pytest.approx([100.1, 100.55, 100.325])
+    assert load[0] == pytest.approx(100.325)  # the highest cap that fitted
+    # Room for the margin: that cap first, then higher while plans fit.
     asked.clear()
+    fits_up_to = 199.0
     first = 200.0 - planner._realising_margin(200.0)
-    on_day_at[round((first - 100.0) / 100.0, 6)] = 2
-    slots, _ = planner._plan_asked(days, empty, empty, empty, 200.0, 100.0, far)
-    assert asked == [first]
-    assert (slots == 0).sum() == 2
-    # No time left: no plan, and the caller's plan at the lowest cap is used.
+    _, load = planner._plan_asked(days, empty, empty, empty, 200.0, 100.0, far)
+    assert asked[0] == first and max(asked) > first
+    assert load[0] == max(cap for cap in asked if cap <= fits_up_to)
+    assert 199.0 - load[0] <= planner.ASKED_RESOLUTION
+    # No plan fits: None, and the caller's plan at the lowest cap is used; nor with no time.
+    fits_up_to = 0.0
+    assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, far) is None
     assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, time.monotonic()) is None
