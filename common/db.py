@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc, orm
@@ -79,3 +79,12 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, exc.DBAPIError):
         return error.connection_invalidated or isinstance(error, exc.OperationalError)
     return isinstance(error, exc.TimeoutError | exc.DisconnectionError)
+
+
+def delete_batch(
+    session: orm.Session, model: Any, *where: sa.ColumnElement[bool], limit: int
+) -> int:
+    """Delete at most `limit` rows of `model` (keyed by `id`) that match `where`: a bounded
+    batch, so that a periodic clean-up never holds one long delete."""
+    victims = sa.select(model.id).where(*where).limit(limit).scalar_subquery()
+    return session.execute(sa.delete(model).where(model.id.in_(victims))).rowcount

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from common.db import is_outage, transaction
+from common.db import delete_batch, is_outage, transaction
 from common.logging import log_context
 from common.models import (
     REBALANCE_ACTIVE,
@@ -129,14 +129,8 @@ def trim_finished(session: orm.Session, now: dt.datetime, keep_days: int, limit:
     """Jobs finished more than `keep_days` ago are deleted, a bounded batch a tick; queued and
     running ones are kept however old."""
     oldest = now - dt.timedelta(days=keep_days)
-    victims = (
-        sa.select(Rebalance.id)
-        .where(Rebalance.state.in_((REBALANCE_DONE, REBALANCE_FAILED)))
-        .where(Rebalance.finished_at < oldest)
-        .limit(limit)
-        .scalar_subquery()
-    )
-    return session.execute(sa.delete(Rebalance).where(Rebalance.id.in_(victims))).rowcount
+    finished = Rebalance.state.in_((REBALANCE_DONE, REBALANCE_FAILED))
+    return delete_batch(session, Rebalance, finished, Rebalance.finished_at < oldest, limit=limit)
 
 
 def _lock_is_free(session: orm.Session) -> bool:

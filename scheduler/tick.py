@@ -13,6 +13,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from common.db import delete_batch
 from common.models import (
     ADMITTED,
     CANCELLED,
@@ -204,13 +205,7 @@ def time_out_runs(session: orm.Session, now: dt.datetime) -> list[tuple[str, str
 def trim_history(session: orm.Session, now: dt.datetime, keep_days: int, limit: int = 10000) -> int:
     """Finished runs older than the history setting are deleted, a bounded batch a tick."""
     oldest = now - dt.timedelta(days=keep_days)
-    victims = (
-        sa.select(Run.id)
-        .where(Run.state.in_(FINAL), Run.finished_at < oldest)
-        .limit(limit)
-        .scalar_subquery()
-    )
-    return session.execute(sa.delete(Run).where(Run.id.in_(victims))).rowcount
+    return delete_batch(session, Run, Run.state.in_(FINAL), Run.finished_at < oldest, limit=limit)
 
 
 def remove_gone_schedules(session: orm.Session, now: dt.datetime, grace_s: int) -> int:
