@@ -54,6 +54,7 @@ class OnDayLimit:
     # day, Monday)
     start_periods: dict[tuple[int, int, str], np.ndarray] = field(default_factory=dict)
     hourly_load: np.ndarray = field(default_factory=lambda: np.zeros(HOURS))
+    lowest: float = float("nan")  # the lowest cap the LP can meet, found or given
 
 
 def _kernel(lengths_min: np.ndarray) -> np.ndarray:
@@ -222,6 +223,7 @@ def on_day_limit(
         after=after,
         start_periods=start_periods,
         hourly_load=(load @ x).reshape(HOURS, ROWS // HOURS).max(axis=1),
+        lowest=lowest,
     )
 
 

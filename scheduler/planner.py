@@ -497,21 +497,23 @@ def _replan_over_target(
     codes: np.ndarray,
     target: float,
     meetable: bool,
-    lowest: OnDayLimit | None = None,
+    judged: OnDayLimit | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) for a fleet the day-by-day plan put over the target.
 
     When the target can be met, the LP is asked for caps under it (`_plan_asked`): of plans that
     fit, those keep the most runs on their day. If none gets under, or the target cannot be met,
     the plan follows the LP at its lowest cap, and last the plan minding the peak alone; the
-    lowest peak is kept. `lowest`, the LP at its lowest cap if already
-    solved.
+    lowest peak is kept. `judged`, the LP that judges the plan, if solved: its lowest cap is
+    the one to ask above, and when it could not meet the cap it is the LP at that lowest cap.
     """
-    if lowest is None:
-        try:
-            lowest = on_day_limit(days, durations, None)
-        except RuntimeError:  # the LP ran out of time: the plan minding the peak alone
+    lowest = judged if judged is not None and not judged.feasible else None
+    lowest_cap = judged.lowest if judged is not None else float("nan")
+    if np.isnan(lowest_cap):
+        lowest = _lowest_limit(days, durations)
+        if lowest is None:
             return _plan_peak_first(days, durations, lengths, codes)
+        lowest_cap = lowest.cap
     # On a large fleet whole runs round the LP's starts finely and the searches gain less, and
     # the LPs and the day-by-day plan take longer: less time to search.
     total = REPLAN_BUDGET_S * (1.0 if days.size <= LONGER_SEARCH_UP_TO else 0.5)
@@ -519,10 +521,14 @@ def _replan_over_target(
     if meetable:
         # While no asked cap's plan fits, a third of the time is kept for the lowest cap's.
         plan = _plan_asked(
-            days, durations, lengths, codes, target, lowest.cap, started + total, total / 3
+            days, durations, lengths, codes, target, lowest_cap, started + total, total / 3
         )
         if plan is not None:
             return plan
+    if lowest is None:  # the judging LP met the cap: the lowest cap's starts are solved now
+        lowest = _lowest_limit(days, durations)
+        if lowest is None:
+            return _plan_peak_first(days, durations, lengths, codes)
     # The last plan aiming for the target, or for the lowest peak: the rest of the time.
     budget = max(total / 3, started + total - time.monotonic())
     goal = target if meetable else 0.0
@@ -534,6 +540,14 @@ def _replan_over_target(
         if other_load.max() < load.max():
             return other, other_load
     return slots, load
+
+
+def _lowest_limit(days: np.ndarray, durations: np.ndarray) -> OnDayLimit | None:
+    """The LP at its lowest cap, or None if it ran out of time."""
+    try:
+        return on_day_limit(days, durations, None)
+    except RuntimeError:
+        return None
 
 
 def _plan_peak_first(
@@ -599,10 +613,8 @@ def rebalance(
         if progress is not None:
             progress(members.size)
     if load.max() > target + 1e-9:
-        # The LP that judges the plan, asked for a cap it cannot meet, is the lowest one.
-        lowest = limit if limit is not None and not limit.feasible else None
         other, other_load = _replan_over_target(
-            days, durations, lengths, codes, target, cap >= bound.value, lowest
+            days, durations, lengths, codes, target, cap >= bound.value, limit
         )
         if other_load.max() < load.max():
             slots, load = other, other_load
