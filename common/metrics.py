@@ -68,7 +68,7 @@ IMAGE_SECONDS = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600),
 )
 RUNS_ENDED = Counter(
-    "si_runs_ended_total", "Runs a worker step brought to a final state, by state", ["state"]
+    "si_runs_ended_total", "Runs a worker step or the tick brought to a final state", ["state"]
 )
 TICKS_PUBLISHED = Counter(
     "si_beat_ticks_published_total", "Ticks beat has sent to the broker", ["task"]
@@ -366,3 +366,10 @@ def observe_run_end(run: Run, now: dt.datetime) -> None:
     RUNS_ENDED.labels(run.state).inc()
     if run.state == DONE and run.attempt_stamp is not None:
         IMAGE_SECONDS.labels(run.trigger).observe(max(now.timestamp() - run.attempt_stamp, 0.0))
+
+
+def count_runs_ended(counts: dict[str, int]) -> None:
+    """Count runs the tick ended in bulk (skipped, cancelled, timed out), by final state."""
+    for state, count in counts.items():
+        if count:
+            RUNS_ENDED.labels(state).inc(count)

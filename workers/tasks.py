@@ -17,6 +17,7 @@ from sqlalchemy import exc
 
 from common import metrics
 from common.db import transaction
+from common.models import CANCELLED, SKIPPED, TIMED_OUT
 from common.runtime_settings import inflight_cap
 from scheduler import rebalances
 from scheduler import tick as ticking
@@ -59,12 +60,14 @@ def tick() -> dict:
             break
     now = rt.clock()
     with transaction(rt.sessions) as session:
-        ticking.skip_missed_runs(session, now)
-        ticking.cancel_orphaned_runs(session, now)
+        skipped = ticking.skip_missed_runs(session, now)
+        cancelled = ticking.cancel_orphaned_runs(session, now)
         timed_out = ticking.time_out_runs(session, now)
         ticking.trim_history(session, now, rt.settings.run_history_days)
         rebalances.trim_finished(session, now, rt.settings.run_history_days)
         ticking.remove_gone_schedules(session, now, rt.settings.server_gone_grace_s)
+    # Counted once committed: a tick retried after a rollback finds them again.
+    metrics.count_runs_ended({SKIPPED: skipped, CANCELLED: cancelled, TIMED_OUT: len(timed_out)})
     with transaction(rt.sessions) as session:
         again = ticking.take_expired_leases(
             session, rt.clock(), rt.settings.lease_s, rt.settings.poll_interval_s

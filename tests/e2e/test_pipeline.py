@@ -6,9 +6,10 @@ from __future__ import annotations
 import collections
 
 import pytest
+import requests
 
 from common.models import DONE
-from tests.support.processes import wait_for
+from tests.support.processes import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -223,11 +224,17 @@ def test_cap_holds_across_hundreds_of_runs(pipeline) -> None:
     assert peak_runs == 5  # the cap was used, not just respected
 
 
-def test_an_image_that_never_finishes_times_out_and_frees_its_place(pipeline) -> None:
+def test_an_image_that_never_finishes_times_out_and_frees_its_place(pipeline, tmp_path) -> None:  # type: ignore[no-untyped-def]
     [hanging] = pipeline.cloud.add_servers("tenant-a", 1, disk_gb=5, fault="image_hang")
     [healthy] = pipeline.cloud.add_servers("tenant-a", 1, disk_gb=5)
     pipeline.enable("tenant-a", hanging)
-    pipeline.worker(RUN_TIMEOUT_S="4", INFLIGHT_CAP="1")
+    port = free_port()
+    pipeline.worker(
+        RUN_TIMEOUT_S="4",
+        INFLIGHT_CAP="1",
+        METRICS_PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
     pipeline.beat(RUN_TIMEOUT_S="4", INFLIGHT_CAP="1")
     [stuck] = wait_for(lambda: [r for r in pipeline.runs() if r.state == "saving"], 30, "saving")
     pipeline.enable("tenant-a", healthy)  # waits behind the stuck one: the cap is 1
@@ -238,3 +245,7 @@ def test_an_image_that_never_finishes_times_out_and_frees_its_place(pipeline) ->
     assert by_server[healthy].state == DONE
     assert by_server[healthy].started_at >= by_server[hanging].finished_at
     assert stuck.id == by_server[hanging].id
+    # The tick ended the one, a worker step the other: the pool counts both.
+    ended = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'si_runs_ended_total{state="timed_out"} 1.0' in ended
+    assert 'si_runs_ended_total{state="done"} 1.0' in ended
