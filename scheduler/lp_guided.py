@@ -153,13 +153,16 @@ def _move_out(
 def _overfilled(
     over: np.ndarray, start: np.ndarray, lengths: np.ndarray, daily: np.ndarray
 ) -> np.ndarray:
-    """Per run, how many of the minutes it covers are marked in `over`."""
-    running = np.concatenate(([0], np.cumsum(np.concatenate((over, over)))))
-    days = np.where(daily, 7, 1)
+    """Per run, how many of the minutes it covers are marked in `over` (a minute twice if a run
+    longer than the week covers it twice)."""
+    # Enough weeks end to end that every span, from any start in the first, ends inside them.
+    weeks = 2 + int(lengths.max(initial=0)) // WEEK_BINS
+    running = np.concatenate(([0], np.cumsum(np.tile(over, weeks))))
     count = np.zeros(start.size, dtype=np.int64)
     for day in range(7):
-        first = start + day * DAY_BINS
-        count += np.where(day < days, running[first + lengths] - running[first], 0)
+        first = (start + day * DAY_BINS) % WEEK_BINS
+        counted = daily if day else np.ones(start.size, dtype=bool)
+        count += np.where(counted, running[first + lengths] - running[first], 0)
     return count
 
 

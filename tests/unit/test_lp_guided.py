@@ -75,3 +75,20 @@ def test_lowering_the_peak_stops_at_its_goal() -> None:
     lower_peak(load, days, lengths, slots, budget_s=30.0, goal=goal)
     assert load.max() == goal
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
+
+
+def test_runs_longer_than_a_day_are_moved_off_the_peak_too() -> None:
+    """Two-day weekly runs and day-and-a-half daily ones: spans reaching past the end of the
+    week, and for daily runs onto themselves."""
+    rng = np.random.default_rng(3)
+    size = 300
+    days = np.where(rng.random(size) < 0.3, -1, rng.integers(0, 7, size)).astype(np.int8)
+    lengths = np.where(days == -1, 2160, 2880).astype(np.int64)
+    minute = rng.integers(0, DAY_BINS, size)
+    slots = np.where(days == -1, minute, days.astype(np.int64) * DAY_BINS + minute) * 60
+    load = planned_load(days, lengths * 60, slots)
+    before = load.max()
+    lower_peak(load, days, lengths, slots, budget_s=1.0)
+    assert load.max() <= before
+    assert np.array_equal(load, planned_load(days, lengths * 60, slots))
+    assert_slots_allowed(days, slots)
