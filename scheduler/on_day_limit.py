@@ -29,8 +29,8 @@ SAMPLE_MIN = 5  # the LP bounds the load at instants this many minutes apart
 PER_PERIOD = START_MIN // SAMPLE_MIN
 ROWS = PERIODS * PER_PERIOD
 WEEKLY_CLASSES = 12
-LP_TIME_LIMIT_S = 30.0
-TIE_BREAK_TIME_LIMIT_S = 15.0
+LP_TIME_LIMIT_S = 20.0
+TIE_BREAK_TIME_LIMIT_S = 10.0
 DAILY_CLASSES = 6
 # HiGHS's interior point method first (see `solve`), its simplex if that runs out of time.
 INTERIOR_FIRST = (True, False)

@@ -24,7 +24,6 @@ under its own peak): a plan over the cap still keeps the quiet days' runs on the
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -498,6 +497,7 @@ def _replan_over_target(
     target: float,
     meetable: bool,
     judged: OnDayLimit | None = None,
+    lp_failed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) for a fleet the day-by-day plan put over the target.
 
@@ -506,7 +506,10 @@ def _replan_over_target(
     the plan follows the LP at its lowest cap, and last the plan minding the peak alone; the
     lowest peak is kept. `judged`, the LP that judges the plan, if solved: its lowest cap is
     the one to ask above, and when it could not meet the cap it is the LP at that lowest cap.
+    `lp_failed`: that LP ran out of time, and so would these: the plan minding the peak alone.
     """
+    if lp_failed:
+        return _plan_peak_first(days, durations, lengths, codes)
     lowest = judged if judged is not None and not judged.feasible else None
     lowest_cap = judged.lowest if judged is not None else float("nan")
     if np.isnan(lowest_cap):
@@ -594,9 +597,12 @@ def rebalance(
 
     bound: LowerBound = lower_bound(days, durations, hourly=with_limit)
     limit = None
-    # An LP out of time leaves the plan unjudged, not unmade.
-    with contextlib.suppress(RuntimeError):
-        limit = on_day_limit(days, durations, cap) if with_limit else None
+    lp_failed = False
+    if with_limit:
+        try:
+            limit = on_day_limit(days, durations, cap)
+        except RuntimeError:  # out of time: the plan is left unjudged, not unmade
+            lp_failed = True
     # The load is a whole number at every moment: the cap it must stay under is the cap
     # rounded down, or when no plan can meet it, the bound rounded up.
     target = float(np.floor(cap + 1e-9)) if cap >= bound.value else float(np.ceil(bound.value))
@@ -614,7 +620,7 @@ def rebalance(
             progress(members.size)
     if load.max() > target + 1e-9:
         other, other_load = _replan_over_target(
-            days, durations, lengths, codes, target, cap >= bound.value, limit
+            days, durations, lengths, codes, target, cap >= bound.value, limit, lp_failed
         )
         if other_load.max() < load.max():
             slots, load = other, other_load
