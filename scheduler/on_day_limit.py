@@ -45,15 +45,10 @@ class OnDayLimit:
     feasible: bool  # whether the asked cap could be met at all at the LP's resolution
     weekly_class: np.ndarray  # duration class of each weekly schedule (-1 for daily ones)
     daily_class: np.ndarray  # duration class of each daily schedule (-1 for weekly ones)
-    on_day: dict[tuple[int, int], float] = field(default_factory=dict)  # (day, class) → count
-    # (day, class) → count spilled before the day (the day before's afternoon) and after it
-    before: dict[tuple[int, int], float] = field(default_factory=dict)
-    after: dict[tuple[int, int], float] = field(default_factory=dict)
     # (day or -1 for daily, class, part) → schedules starting in each period of START_MIN of
     # the week, where part is "on", "before", "after" or "daily" (a daily class's starts on one
     # day, Monday)
     start_periods: dict[tuple[int, int, str], np.ndarray] = field(default_factory=dict)
-    hourly_load: np.ndarray = field(default_factory=lambda: np.zeros(HOURS))
     lowest: float = float("nan")  # the lowest cap the LP can meet, found or given
 
 
@@ -123,7 +118,6 @@ def on_day_limit(
     columns = _Columns()
     equalities: list[tuple[np.ndarray, float]] = []
     on_columns: dict[tuple[int, int], np.ndarray] = {}
-    off_columns: dict[tuple[int, int], np.ndarray] = {}
     periods_of: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
     half = PER_DAY // 2  # the window's edges: 12 hours either side
     for day in range(7):
@@ -136,7 +130,6 @@ def on_day_limit(
             edges = (PER_DAY * day + edges) % PERIODS
             off = columns.add(edges, kernel, False)
             on_columns[(day, int(cls))] = on
-            off_columns[(day, int(cls))] = off
             periods_of[(day, int(cls), "on")] = (on, own)
             periods_of[(day, int(cls), "before")] = (off[:half], edges[:half])
             periods_of[(day, int(cls), "after")] = (off[half:], edges[half:])
@@ -203,9 +196,6 @@ def on_day_limit(
         if result.status != 0:
             raise RuntimeError(f"on-day LP failed: {result.message}")
         x = result.x
-    on_day = {key: float(x[ids].sum()) for key, ids in on_columns.items()}
-    before = {key: float(x[ids[:half]].sum()) for key, ids in off_columns.items()}
-    after = {key: float(x[ids[half:]].sum()) for key, ids in off_columns.items()}
     start_periods = {}
     for key, (ids, periods) in periods_of.items():
         start_periods[key] = np.zeros(PERIODS)
@@ -218,11 +208,7 @@ def on_day_limit(
         feasible=feasible,
         weekly_class=weekly_class,
         daily_class=daily_class,
-        on_day=on_day,
-        before=before,
-        after=after,
         start_periods=start_periods,
-        hourly_load=(load @ x).reshape(HOURS, ROWS // HOURS).max(axis=1),
         lowest=lowest,
     )
 

@@ -62,8 +62,6 @@ __all__ = [
     "rebalance",
 ]
 
-# Seconds a plan may spend moving runs off its busiest minutes.
-LOWER_PEAK_BUDGET_S = 10.0
 # What realising the LP's starts adds to its cap, as a share of the cap (plus two runs).
 REALISING_MARGIN = 0.0025
 LONGER_SEARCH_UP_TO = 200_000  # schedules
@@ -402,11 +400,11 @@ def _plan_guided(
     lengths: np.ndarray,
     codes: np.ndarray,
     limit: OnDayLimit,
-    goal: float = 0.0,
-    budget_s: float = LOWER_PEAK_BUDGET_S,
+    goal: float,
+    budget_s: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) following the LP's starts, runs then moved off the busiest minutes
-    until the peak is at most `goal` (by default as low as they go)."""
+    until the peak is at most `goal` (0: as low as they go) or `budget_s` seconds pass."""
     slots = realise(days, lengths, limit)
     placed = slots >= 0
     load = planned_load(days[placed], lengths[placed] * BIN_S, slots[placed])
