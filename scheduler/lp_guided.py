@@ -2,10 +2,10 @@
 cannot fit under the cap.
 
 The LP (`on_day_limit`, asked for a cap or its lowest one) says how many runs of each group
-start in each half-hour (START_MIN), daily ones the same every day, so that the load at every
-fifth minute stays under the cap. Unlike the day-by-day planner it shapes the daily load too: it
-leaves room after 12:00 UTC, where a busy weekend's longest runs, started just before its window
-closes, carry their work.
+start in each half-hour (or each period of a finer grid), daily ones the same every day, so
+that the load at every fifth minute stays under the cap. Unlike the day-by-day planner it shapes
+the daily load too: it leaves room after 12:00 UTC, where a busy weekend's longest runs, started
+just before its window closes, carry their work.
 
 `realise` deals each group's runs to its periods so that every period gets an even mix of the
 group's lengths, and spreads them evenly over the period's minutes, the lengths well mixed there
@@ -27,15 +27,15 @@ from scheduler.load_profile import (
     WEEK_BINS,
     WINDOW_BINS,
 )
-from scheduler.on_day_limit import PER_DAY, START_MIN, OnDayLimit
+from scheduler.on_day_limit import OnDayLimit
 
-PERIOD_BINS = START_MIN * 60 // BIN_S
 _GOLDEN = (5**0.5 - 1) / 2
 
 
 def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int = 0) -> np.ndarray:
     """Slots (seconds) following the LP's starts per group and period; lengths in minutes."""
     rng = np.random.default_rng(seed)
+    period_bins = limit.grid.start_min * 60 // BIN_S
     slots = np.full(days.size, -1, dtype=np.int64)
     starts: dict[tuple[int, int], np.ndarray] = {}
     for (day, cls, _part), per_period in limit.start_periods.items():
@@ -43,7 +43,7 @@ def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int 
     for (day, cls), per_period in starts.items():
         if day == DAILY:
             members = np.flatnonzero(limit.daily_class == cls)
-            per_period = per_period[:PER_DAY]
+            per_period = per_period[: limit.grid.per_day]
         else:
             members = np.flatnonzero((limit.weekly_class == cls) & (days == day))
         if members.size == 0 or per_period.sum() <= 0:
@@ -68,7 +68,7 @@ def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int 
         place = np.empty(period.size, dtype=np.int64)
         place[order] = np.arange(period.size) - np.repeat(total - count, count)
         minute = (
-            period * PERIOD_BINS + (place + rng.random(count.size)[period]) * PERIOD_BINS / size
+            period * period_bins + (place + rng.random(count.size)[period]) * period_bins / size
         )
         slots[run] = minute.astype(np.int64) * BIN_S
     return slots

@@ -1,10 +1,11 @@
 """How much weekly work could stay on its chosen day under a cap: a small LP over the week.
 
 Schedules are grouped by day and by duration class; the LP chooses how many of each group start
-in each half-hour (evenly over its minutes), daily groups the same on every day, weekly groups on
-their day or in their window's edges, so that the load at every fifth minute stays under the cap,
-and keeps as many weekly schedules on their day as it can. Counting schedules rather than work, it
-spills the longest ones first: moving one long run frees the most room.
+in each half-hour (evenly over its minutes; or each period of a finer `StartGrid`), daily groups
+the same on every day, weekly groups on their day or in their window's edges, so that the load at
+every fifth minute (or the grid's instants) stays under the cap, and keeps as many weekly
+schedules on their day as it can. Counting schedules rather than work, it spills the longest ones
+first: moving one long run frees the most room.
 """
 
 from __future__ import annotations
@@ -18,22 +19,47 @@ from scheduler.hourly_relaxation import lowest_peak_and_starts, solve
 from scheduler.load_profile import DAILY, as_day_array, duration_bins
 
 HOURS = 168
-# The LP's runs start evenly over periods this long. Half-hours, not hours: a busy window's
-# longest runs can start nearer its end, which lowers the LP's lowest cap by 0.7% on skewed
-# fleets, and the planner's peak below the bound from 1.022 to 1.015 x bound. Twenty minutes
-# gain 0.2% more, but the plans of small fleets then keep fewer runs on their day than the LP.
-START_MIN = 30
-PERIODS = HOURS * 60 // START_MIN
-PER_DAY = PERIODS // 7
-SAMPLE_MIN = 5  # the LP bounds the load at instants this many minutes apart
-PER_PERIOD = START_MIN // SAMPLE_MIN
-ROWS = PERIODS * PER_PERIOD
 WEEKLY_CLASSES = 12
 LP_TIME_LIMIT_S = 20.0
 TIE_BREAK_TIME_LIMIT_S = 10.0
 DAILY_CLASSES = 6
 # HiGHS's interior point method first (see `solve`), its simplex if that runs out of time.
 INTERIOR_FIRST = (True, False)
+
+
+@dataclass(frozen=True)
+class StartGrid:
+    """The LP's runs start evenly over periods of `start_min` minutes (dividing a day), and it
+    bounds the load at instants `sample_min` minutes apart (dividing `start_min`)."""
+
+    start_min: int
+    sample_min: int = 5
+
+    @property
+    def periods(self) -> int:
+        return HOURS * 60 // self.start_min
+
+    @property
+    def per_day(self) -> int:
+        return self.periods // 7
+
+    @property
+    def per_period(self) -> int:  # instants per period
+        return self.start_min // self.sample_min
+
+    @property
+    def rows(self) -> int:
+        return self.periods * self.per_period
+
+
+# Half-hours, not hours: a busy window's longest runs can start nearer its end, which lowers the
+# LP's lowest cap by 0.7% on skewed fleets, and the planner's peak below the bound from 1.022 to
+# 1.015 x bound. Finer periods lower it further, but take longer to solve, and the plans of small
+# fleets then keep fewer runs on their day than the LP: the planner asks for them only where
+# half-hours cannot meet the cap. Finer periods need closer instants too: with 10-minute periods
+# and instants five minutes apart, the LP crowds short runs between the instants, and its plan
+# at 100,000 schedules is realised 5.7% above its cap (half-hours: 0.7%).
+HALF_HOURS = StartGrid(30)
 
 
 @dataclass(frozen=True)
@@ -45,14 +71,15 @@ class OnDayLimit:
     feasible: bool  # whether the asked cap could be met at all at the LP's resolution
     weekly_class: np.ndarray  # duration class of each weekly schedule (-1 for daily ones)
     daily_class: np.ndarray  # duration class of each daily schedule (-1 for weekly ones)
-    # (day or -1 for daily, class, part) → schedules starting in each period of START_MIN of
-    # the week, where part is "on", "before", "after" or "daily" (a daily class's starts on one
+    # (day or -1 for daily, class, part) → schedules starting in each period of the grid's
+    # week, where part is "on", "before", "after" or "daily" (a daily class's starts on one
     # day, Monday)
     start_periods: dict[tuple[int, int, str], np.ndarray] = field(default_factory=dict)
     lowest: float = float("nan")  # the lowest cap the LP can meet, found or given
+    grid: StartGrid = HALF_HOURS
 
 
-def _kernel(lengths_min: np.ndarray) -> np.ndarray:
+def _kernel(lengths_min: np.ndarray, grid: StartGrid) -> np.ndarray:
     """Share of a group's runs in flight at each sampled instant after the start of the period
     they start in, starting evenly over its minutes. Instants, not means: a mean would let many
     long runs start at the end of a period, in flight together at its end. The instants are each
@@ -61,14 +88,15 @@ def _kernel(lengths_min: np.ndarray) -> np.ndarray:
     values, counts = np.unique(
         np.maximum(1, np.round(lengths_min)).astype(np.int64), return_counts=True
     )
-    starts = np.arange(START_MIN)
-    folded = np.zeros(ROWS)
+    starts = np.arange(grid.start_min)
+    folded = np.zeros(grid.rows)
     for length, count in zip(values.tolist(), counts.tolist(), strict=True):
-        instants = np.arange(SAMPLE_MIN - 1, START_MIN + length + SAMPLE_MIN, SAMPLE_MIN)
+        step = grid.sample_min
+        instants = np.arange(step - 1, grid.start_min + length + step, step)
         flying = (
             (instants[None, :] >= starts[:, None]) & (instants[None, :] < starts[:, None] + length)
         ).mean(axis=0)
-        np.add.at(folded, np.arange(instants.size) % ROWS, flying * count)
+        np.add.at(folded, np.arange(instants.size) % grid.rows, flying * count)
     return folded / counts.sum()
 
 
@@ -81,6 +109,7 @@ def _classes(lengths: np.ndarray, count: int) -> np.ndarray:
 
 @dataclass
 class _Columns:
+    grid: StartGrid
     rows: list[np.ndarray] = field(default_factory=list)
     cols: list[np.ndarray] = field(default_factory=list)
     vals: list[np.ndarray] = field(default_factory=list)
@@ -88,10 +117,11 @@ class _Columns:
 
     def add(self, periods: np.ndarray, kernel: np.ndarray, repeat_daily: bool) -> np.ndarray:
         offsets = np.flatnonzero(kernel)
-        shifts = np.arange(7) * PER_DAY if repeat_daily else np.zeros(1, dtype=np.int64)
+        grid = self.grid
+        shifts = np.arange(7) * grid.per_day if repeat_daily else np.zeros(1, dtype=np.int64)
         ids = self.count + np.arange(periods.size)
         for shift in shifts:
-            rows = ((periods[:, None] + shift) * PER_PERIOD + offsets[None, :]) % ROWS
+            rows = ((periods[:, None] + shift) * grid.per_period + offsets[None, :]) % grid.rows
             self.rows.append(rows.ravel())
             self.cols.append(np.repeat(ids, offsets.size))
             self.vals.append(np.tile(kernel[offsets], periods.size))
@@ -104,9 +134,10 @@ def on_day_limit(
     duration_s: np.ndarray | list[float],
     cap: float | None,
     lowest: float | None = None,
+    grid: StartGrid = HALF_HOURS,
 ) -> OnDayLimit:
     """Solve the LP; when the cap cannot be met, or is None, use the lowest cap the LP can
-    meet instead. `lowest`, that cap if an earlier solve for the same fleet found it."""
+    meet instead. `lowest`, that cap if an earlier solve for the same fleet and grid found it."""
     days = as_day_array(day_of_week)
     lengths = duration_bins(duration_s).astype(np.float64)
     weekly = days != DAILY
@@ -115,19 +146,20 @@ def on_day_limit(
     daily_class = np.full(days.size, -1, dtype=np.int64)
     daily_class[~weekly] = _classes(lengths[~weekly], DAILY_CLASSES)
 
-    columns = _Columns()
+    columns = _Columns(grid)
+    per_day = grid.per_day
     equalities: list[tuple[np.ndarray, float]] = []
     on_columns: dict[tuple[int, int], np.ndarray] = {}
     periods_of: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
-    half = PER_DAY // 2  # the window's edges: 12 hours either side
+    half = per_day // 2  # the window's edges: 12 hours either side
     for day in range(7):
         for cls in np.unique(weekly_class[weekly & (days == day)]):
             members = weekly & (days == day) & (weekly_class == cls)
-            kernel = _kernel(lengths[members])
-            own = PER_DAY * day + np.arange(PER_DAY)
+            kernel = _kernel(lengths[members], grid)
+            own = per_day * day + np.arange(per_day)
             on = columns.add(own, kernel, False)
-            edges = np.concatenate((np.arange(-half, 0), np.arange(PER_DAY, PER_DAY + half)))
-            edges = (PER_DAY * day + edges) % PERIODS
+            edges = np.concatenate((np.arange(-half, 0), np.arange(per_day, per_day + half)))
+            edges = (per_day * day + edges) % grid.periods
             off = columns.add(edges, kernel, False)
             on_columns[(day, int(cls))] = on
             periods_of[(day, int(cls), "on")] = (on, own)
@@ -136,19 +168,19 @@ def on_day_limit(
             equalities.append((np.concatenate((on, off)), float(members.sum())))
     for cls in np.unique(daily_class[~weekly]):
         members = daily_class == cls
-        ids = columns.add(np.arange(PER_DAY), _kernel(lengths[members]), True)
+        ids = columns.add(np.arange(per_day), _kernel(lengths[members], grid), True)
         equalities.append((ids, float(members.sum())))
-        periods_of[(DAILY, int(cls), "daily")] = (ids, np.arange(PER_DAY))
+        periods_of[(DAILY, int(cls), "daily")] = (ids, np.arange(per_day))
 
     n_weekly = int(weekly.sum())
     if columns.count == 0:
-        return OnDayLimit(1.0, cap or 0.0, True, weekly_class, daily_class)
+        return OnDayLimit(1.0, cap or 0.0, True, weekly_class, daily_class, grid=grid)
     load = sparse.csr_matrix(
         (
             np.concatenate(columns.vals),
             (np.concatenate(columns.rows), np.concatenate(columns.cols)),
         ),
-        shape=(ROWS, columns.count),
+        shape=(grid.rows, columns.count),
     )
     eq_rows = np.concatenate([np.full(ids.size, i) for i, (ids, _) in enumerate(equalities)])
     eq_cols = np.concatenate([ids for ids, _ in equalities])
@@ -189,7 +221,7 @@ def on_day_limit(
         used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
         for interior in INTERIOR_FIRST:
             result = solve(
-                objective, load, np.full(ROWS, used_cap), a_eq, b_eq, LP_TIME_LIMIT_S, interior
+                objective, load, np.full(grid.rows, used_cap), a_eq, b_eq, LP_TIME_LIMIT_S, interior
             )
             if result.status == 0:
                 break
@@ -198,7 +230,7 @@ def on_day_limit(
         x = result.x
     start_periods = {}
     for key, (ids, periods) in periods_of.items():
-        start_periods[key] = np.zeros(PERIODS)
+        start_periods[key] = np.zeros(grid.periods)
         start_periods[key][periods] = np.maximum(x[ids], 0.0)
     share = float(x[on_ids].sum()) / n_weekly if n_weekly else 1.0
     return OnDayLimit(
@@ -210,6 +242,7 @@ def on_day_limit(
         daily_class=daily_class,
         start_periods=start_periods,
         lowest=lowest,
+        grid=grid,
     )
 
 

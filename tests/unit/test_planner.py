@@ -173,7 +173,7 @@ def test_the_cap_asked_of_the_lp_is_the_highest_whose_plan_fits_found_by_halving
     asked: list[float] = []
     fits_up_to = 100.5
 
-    def plan_under(days, durations, lengths, codes, target, cap, lowest, budget_s):  # type: ignore[no-untyped-def]
+    def plan_under(days, durations, lengths, codes, target, cap, lowest, budget_s, grid):  # type: ignore[no-untyped-def]
         asked.append(cap)
         return (np.zeros(4, dtype=np.int64), np.array([cap])) if cap <= fits_up_to else None
 
