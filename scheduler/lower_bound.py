@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +17,10 @@ from scheduler.load_profile import DAILY, as_day_array, duration_bins
 class LowerBound:
     """The bound, the average load (one of its reasons) and an explanation for operators."""
 
-    value: float
+    value: float  # a whole number: the count in flight at any minute is one
     average: float
     explanation: str
+    relaxed: float  # the bound before it is rounded up
     # From the hourly LP, when asked for: its own bound, and how low a plan laying daily runs
     # flat could go at best.
     hourly: float | None = None
@@ -58,8 +60,8 @@ def lower_bound(
     duration_s: np.ndarray | list[float],
     hourly: bool = False,
 ) -> LowerBound:
-    """The lowest peak any plan could have (real-valued; the instantaneous count is an integer,
-    so no plan does better than its ceiling).
+    """The lowest peak any plan could have: the count in flight at a minute is a whole number,
+    so the reasons' real-valued bound rounded up.
 
     Two reasons bound it: the average load over the week (every daily run seven times, every
     weekly run once), and, for each run of consecutive days, the weekly work that must start
@@ -105,17 +107,32 @@ def lower_bound(
             f"it, so the peak is at least {best:.1f}"
         )
     if not hourly:
-        return LowerBound(value=best, average=average, explanation="; ".join(lines))
+        return _rounded_up(best, average, lines)
     relaxed = relaxed_bound(days, duration_bins(durations))
     lines.append(
         f"hour by hour, with every run's time in flight counted in the hours it touches and "
         f"each run starting anywhere its window allows, the busiest hour's mean is at least "
         f"{relaxed.value:.1f}"
     )
+    return _rounded_up(max(best, relaxed.value), average, lines, relaxed.value, relaxed.daily_flat)
+
+
+def _rounded_up(
+    value: float,
+    average: float,
+    lines: list[str],
+    hourly: float | None = None,
+    daily_flat: float | None = None,
+) -> LowerBound:
+    # A hair below a whole number is that number, not the next one up.
+    whole = float(math.ceil(value - 1e-9)) if value > 0 else 0.0
+    if whole != value:
+        lines.append(f"images in flight are whole: at least {whole:.0f}")
     return LowerBound(
-        value=max(best, relaxed.value),
+        value=whole,
         average=average,
         explanation="; ".join(lines),
-        hourly=relaxed.value,
-        daily_flat=relaxed.daily_flat,
+        relaxed=value,
+        hourly=hourly,
+        daily_flat=daily_flat,
     )

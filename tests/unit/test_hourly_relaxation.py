@@ -56,7 +56,7 @@ def test_daily_runs_laid_flat_cannot_let_the_weekend_carry_its_work_out() -> Non
     durations = np.concatenate((rng.uniform(600, 4 * 3600, 300), rng.uniform(120, 4 * 3600, 300)))
     bound = lower_bound(days, durations, hourly=True)
     assert bound.hourly is not None and bound.daily_flat is not None
-    assert bound.daily_flat > bound.value * 1.01
+    assert bound.daily_flat > bound.relaxed * 1.01
     assert "hour by hour" in bound.explanation
     plan = rebalance(days, durations, np.arange(600) % 7, np.full(600, -1), 1.0)
     assert plan.peak >= np.ceil(plan.lower_bound - 1e-9)

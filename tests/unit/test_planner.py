@@ -99,6 +99,10 @@ def test_lower_bound_counts_the_average_and_a_crowded_day() -> None:
     assert sunday.value > 100 / 168
     assert sunday.value * 48 * 3600 + sunday.value * 3600 + 1e-6 >= 100 * 3600
     assert "Sunday" in sunday.explanation
+    # The count in flight is whole: 2.04 images is 3.
+    assert sunday.relaxed == pytest.approx(100 / 49)
+    assert sunday.value == 3.0 and "whole: at least 3" in sunday.explanation
+    assert average == 5.0  # a whole number stays as it is
 
 
 def test_max_on_day_share_is_full_with_room_and_partial_without() -> None:
