@@ -71,12 +71,15 @@ __all__ = [
 # What realising the LP's starts adds to its cap, as a share of the cap (plus two runs).
 REALISING_MARGIN = 0.0025
 LONGER_SEARCH_UP_TO = 200_000  # schedules
+# Below this many schedules the searches get time in proportion, at least a fifth: a small
+# fleet's peak is a few runs, and a search that has not lowered it in seconds does not later.
+FULL_SEARCH_FROM = 10_000
 # How finely (in runs in flight) to search for the highest cap to ask the LP for whose plan
 # fits, and the seconds each plan's search may take.
 ASKED_RESOLUTION = 0.25
 ASKED_TRY_BUDGET_S = 6.0
 # Seconds all the searches of a plan over the target may take (half that above
-# LONGER_SEARCH_UP_TO).
+# LONGER_SEARCH_UP_TO, less below FULL_SEARCH_FROM).
 REPLAN_BUDGET_S = 30.0
 # The LP's grid where half-hours cannot meet the target: quarter-hours, the load bounded every
 # third minute. Its lowest cap is 0.4% lower at 100,000 schedules, and the planner's peak below
@@ -533,9 +536,7 @@ def _replan_over_target(
         fine = _lowest_limit(days, durations, FINE_GRID)
         if fine is not None:
             lowest, lowest_cap, grid = fine, fine.cap, FINE_GRID
-    # On a large fleet whole runs round the LP's starts finely and the searches gain less, and
-    # the LPs and the day-by-day plan take longer: less time to search.
-    total = REPLAN_BUDGET_S * (1.0 if days.size <= LONGER_SEARCH_UP_TO else 0.5)
+    total = _search_budget(days.size)
     started = time.monotonic()
     if meetable:
         # While no asked cap's plan fits, a third of the time is kept for the lowest cap's.
@@ -548,10 +549,10 @@ def _replan_over_target(
         lowest = _lowest_limit(days, durations, grid)
         if lowest is None:
             return _plan_peak_first(days, durations, lengths, codes)
-    # The last plan aiming for the target, or for the lowest peak: the rest of the time.
+    # The last plan aiming for the target, the rest of the time. Below the bound the target is
+    # the bound itself: a plan that reaches it need search no further.
     budget = max(total / 3, started + total - time.monotonic())
-    goal = target if meetable else 0.0
-    slots, load = _plan_guided(days, durations, lengths, codes, lowest, goal, budget)
+    slots, load = _plan_guided(days, durations, lengths, codes, lowest, target, budget)
     # The plan minding the peak alone rarely does better, but a fleet the LP's periods fit badly
     # (runs much longer than the window, say) is realised far above the LP's cap.
     if load.max() > max(target, lowest.cap * 1.01 + 2) + 1e-9:
@@ -559,6 +560,15 @@ def _replan_over_target(
         if other_load.max() < load.max():
             return other, other_load
     return slots, load
+
+
+def _search_budget(size: int) -> float:
+    """Seconds the searches of a re-plan may take for a fleet of `size` schedules."""
+    if size > LONGER_SEARCH_UP_TO:
+        # Whole runs round the LP's starts finely and the searches gain less, and the LPs and
+        # the day-by-day plan take longer: less time to search.
+        return REPLAN_BUDGET_S * 0.5
+    return REPLAN_BUDGET_S * min(1.0, max(0.2, size / FULL_SEARCH_FROM))
 
 
 def _lowest_limit(

@@ -200,3 +200,27 @@ def test_the_cap_asked_of_the_lp_is_the_highest_whose_plan_fits_found_by_halving
     fits_up_to = 0.0
     assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, far) is None
     assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, time.monotonic()) is None
+
+
+def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_less(
+    monkeypatch,
+) -> None:
+    """No plan goes below the bound: reaching it ends the search. A small fleet's peak is a few
+    runs; its searches get less time."""
+    goals: list[float] = []
+    real_lower_peak = planner.lower_peak
+
+    def lower_peak(load, days, lengths, slots, budget_s, goal=0.0):  # type: ignore[no-untyped-def]
+        goals.append(goal)
+        return real_lower_peak(load, days, lengths, slots, budget_s, goal)
+
+    monkeypatch.setattr(planner, "lower_peak", lower_peak)
+    days, durations, tenants = skewed_fleet(1500)
+    plan = rebalance(days, durations, tenants, np.full(days.size, -1), 1.0, with_limit=False)
+    assert plan.lower_bound == np.ceil(plan.lower_bound) > 1.0
+    assert goals and all(goal == plan.lower_bound for goal in goals)
+    assert plan.peak >= plan.lower_bound
+    assert planner._search_budget(1_000) == pytest.approx(0.2 * planner.REPLAN_BUDGET_S)
+    assert planner._search_budget(5_000) == pytest.approx(0.5 * planner.REPLAN_BUDGET_S)
+    assert planner._search_budget(100_000) == planner.REPLAN_BUDGET_S
+    assert planner._search_budget(1_000_000) == 0.5 * planner.REPLAN_BUDGET_S
