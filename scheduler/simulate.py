@@ -145,7 +145,7 @@ def plot_load(path: Path, fleet: Fleet, plan: PlanResult) -> None:
         color="#555555",
         linewidth=1,
         linestyle="--",
-        label=f"lower bound {plan.lower_bound:.1f}",
+        label=f"lower bound {plan.lower_bound:.0f}",
     )
     ax.set_xlim(0, 168)
     ax.set_ylim(0, max(plan.peak, plan.cap) * 1.15)
@@ -234,7 +234,7 @@ def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path 
     click.echo(f"schedules:              {size:,} ({size - weekly:,} daily, {weekly:,} weekly)")
     click.echo(f"cap:                    {capacity:g}")
     click.echo(f"planned peak in flight: {plan.peak:.0f}")
-    click.echo(f"lower bound:            {plan.lower_bound:.1f}")
+    click.echo(f"lower bound:            {plan.lower_bound:.0f}")
     click.echo(f"peak / lower bound:     {plan.peak_over_bound:.3f}")
     click.echo(
         f"daily laid flat:        no plan keeping daily images level over the day peaks "
