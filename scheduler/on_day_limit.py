@@ -84,7 +84,8 @@ def _kernel(lengths_min: np.ndarray, grid: StartGrid) -> np.ndarray:
     they start in, starting evenly over its minutes. Instants, not means: a mean would let many
     long runs start at the end of a period, in flight together at its end. The instants are the
     last minute of each `sample_min` (…:04, …:29 on half-hours): the runs starting in a period
-    pile up until its last minute. The group's own mix of lengths, not its mean: the LP leans on where runs end."""
+    pile up until its last minute. The group's own mix of lengths, not its mean: the LP leans on
+    where runs end."""
     values, counts = np.unique(
         np.maximum(1, np.round(lengths_min)).astype(np.int64), return_counts=True
     )
