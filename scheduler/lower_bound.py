@@ -10,7 +10,15 @@ import numpy as np
 from common.days import DAY_NAMES
 from common.slots import DAY_S, SPILL_S, WEEK_S
 from scheduler.hourly_relaxation import relaxed_bound
-from scheduler.load_profile import DAILY, as_day_array, duration_bins
+from scheduler.load_profile import (
+    DAILY,
+    DAY_BINS,
+    SPILL_BINS,
+    WEEK_BINS,
+    WINDOW_BINS,
+    as_day_array,
+    duration_bins,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,36 @@ def _run_bound(work_s: float, durations: np.ndarray, span_s: float) -> float:
     return high
 
 
+def _in_flight_whatever_the_start(days: np.ndarray, lengths: np.ndarray) -> tuple[int, int]:
+    """(most runs in flight at one minute whatever their starts, that minute of the week).
+
+    A run that may start from minute a to minute b and lasts L minutes covers [b, a + L) from
+    any of those starts; runs longer than the spread of their starts (a weekly run over two
+    days, a daily one over a day) all cover some minutes.
+    """
+    daily = days == DAILY
+    spread = np.where(daily, DAY_BINS - 1, WINDOW_BINS - 1)
+    first = np.where(daily, 0, days.astype(np.int64) * DAY_BINS - SPILL_BINS) % WEEK_BINS
+    covered = np.clip(lengths - spread, 0, None)
+    if not covered.any():
+        return 0, 0
+    latest = first + spread
+    # A daily run's span repeats every day.
+    repeat = np.where(daily, 7, 1)
+    shift = np.concatenate([DAY_BINS * np.arange(n) for n in repeat.tolist()])
+    begin = np.repeat(latest, repeat) + shift
+    length = np.repeat(covered, repeat)
+    keep = length > 0
+    begin, length = begin[keep] % WEEK_BINS, length[keep]
+    change = np.zeros(2 * WEEK_BINS + 1)
+    np.add.at(change, begin, 1)
+    np.add.at(change, begin + length, -1)
+    count = np.cumsum(change)[: 2 * WEEK_BINS]
+    folded = count[:WEEK_BINS] + count[WEEK_BINS:]
+    minute = int(np.argmax(folded))
+    return int(round(folded[minute])), minute
+
+
 def lower_bound(
     day_of_week: np.ndarray | list[int | None],
     duration_s: np.ndarray | list[float],
@@ -63,10 +101,11 @@ def lower_bound(
     """The lowest peak any plan could have: the count in flight at a minute is a whole number,
     so the reasons' real-valued bound rounded up.
 
-    Two reasons bound it: the average load over the week (every daily run seven times, every
-    weekly run once), and, for each run of consecutive days, the weekly work that must start
-    inside their joint window (from 12:00 the day before the first to 12:00 the day after the
-    last) together with the daily work that falls inside it, over the time the window lasts.
+    Three reasons bound it: the average load over the week (every daily run seven times, every
+    weekly run once); for each run of consecutive days, the weekly work that must start inside
+    their joint window (from 12:00 the day before the first to 12:00 the day after the last)
+    together with the daily work that falls inside it, over the time the window lasts; and the
+    runs in flight at some minute whatever their starts. With `hourly`, a fourth: the hourly LP.
     """
     days = as_day_array(day_of_week)
     durations = np.asarray(duration_s, dtype=np.float64)
@@ -105,6 +144,14 @@ def lower_bound(
             f"that also holds {daily_work_per_day * span_s / DAY_S / 3600:.0f} image-hours of "
             f"daily images; at most one run per place in flight at its end can carry work past "
             f"it, so the peak is at least {best:.1f}"
+        )
+    always, minute = _in_flight_whatever_the_start(days, duration_bins(durations))
+    if always > best:
+        best = float(always)
+        lines.append(
+            f"{always} images are in flight at {DAY_NAMES[minute // DAY_BINS].title()} "
+            f"{minute % DAY_BINS // 60:02d}:{minute % 60:02d} UTC whatever their starts: each "
+            f"runs longer than the time its start may move"
         )
     if not hourly:
         return _rounded_up(best, average, lines)

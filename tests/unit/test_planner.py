@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from common.slots import DAY_S, SPILL_S, WEEK_S, in_window
 from scheduler import planner
 from scheduler.load_profile import DAILY, LoadProfile, sliding_max
-from scheduler.lower_bound import lower_bound
+from scheduler.lower_bound import _in_flight_whatever_the_start, lower_bound
 from scheduler.on_day_limit import max_on_day_share
 from scheduler.planner import _pull_onto_days, planned_load, rebalance
 from tests.support.fleets import assert_slots_allowed, skewed_fleet
@@ -103,6 +103,25 @@ def test_lower_bound_counts_the_average_and_a_crowded_day() -> None:
     assert sunday.relaxed == pytest.approx(100 / 49)
     assert sunday.value == 3.0 and "whole: at least 3" in sunday.explanation
     assert average == 5.0  # a whole number stays as it is
+
+
+def test_runs_longer_than_their_window_count_in_the_bound_wherever_they_start() -> None:
+    """Two-day runs that may start anywhere in a two-day window are all in flight at its last
+    minute: no plan does better than all of them, however the work averages out."""
+    days = np.full(50, 6, dtype=np.int8)
+    durations = np.full(50, 2 * DAY_S, dtype=float)
+    bound = lower_bound(days, durations, hourly=True)
+    assert bound.value == 50.0
+    assert "50 images are in flight at Monday 11:59 UTC whatever their starts" in bound.explanation
+    plan = rebalance(days, durations, np.zeros(50), np.full(50, -1), 10.0, with_limit=False)
+    assert plan.peak == plan.lower_bound == 50.0
+    # Daily runs longer than a day cover, on every day, the minutes from 23:59 on that their
+    # start cannot move off: 30-hour runs six hours of each day.
+    count, minute = _in_flight_whatever_the_start(
+        np.full(4, DAILY, dtype=np.int8), np.full(4, 30 * 60, dtype=np.int64)
+    )
+    assert count == 4
+    assert minute % 1440 == 1439 or minute % 1440 < 6 * 60
 
 
 def test_max_on_day_share_is_full_with_room_and_partial_without() -> None:
