@@ -11,11 +11,13 @@ from common.days import DAY_NAMES
 from common.slots import DAY_S, SPILL_S, WEEK_S
 from scheduler.hourly_relaxation import relaxed_bound
 from scheduler.load_profile import (
+    BIN_S,
     DAILY,
     DAY_BINS,
     SPILL_BINS,
     WEEK_BINS,
     WINDOW_BINS,
+    add_schedules,
     as_day_array,
     duration_bins,
 )
@@ -73,24 +75,16 @@ def _in_flight_whatever_the_start(days: np.ndarray, lengths: np.ndarray) -> tupl
     daily = days == DAILY
     spread = np.where(daily, DAY_BINS - 1, WINDOW_BINS - 1)
     first = np.where(daily, 0, days.astype(np.int64) * DAY_BINS - SPILL_BINS) % WEEK_BINS
-    covered = np.clip(lengths - spread, 0, None)
-    if not covered.any():
+    covered = lengths - spread
+    some = covered > 0
+    if not some.any():
         return 0, 0
-    latest = first + spread
-    # A daily run's span repeats every day.
-    repeat = np.where(daily, 7, 1)
-    shift = np.concatenate([DAY_BINS * np.arange(n) for n in repeat.tolist()])
-    begin = np.repeat(latest, repeat) + shift
-    length = np.repeat(covered, repeat)
-    keep = length > 0
-    begin, length = begin[keep] % WEEK_BINS, length[keep]
-    change = np.zeros(2 * WEEK_BINS + 1)
-    np.add.at(change, begin, 1)
-    np.add.at(change, begin + length, -1)
-    count = np.cumsum(change)[: 2 * WEEK_BINS]
-    folded = count[:WEEK_BINS] + count[WEEK_BINS:]
-    minute = int(np.argmax(folded))
-    return int(round(folded[minute])), minute
+    # The covered minutes are a run of their own from the latest start, daily ones every day.
+    load = np.zeros(WEEK_BINS)
+    latest = (first[some] + spread[some]) % WEEK_BINS
+    add_schedules(load, days[some], latest * BIN_S, covered[some] * BIN_S)
+    minute = int(np.argmax(load))
+    return int(round(load[minute])), minute
 
 
 def lower_bound(
@@ -145,7 +139,8 @@ def lower_bound(
             f"daily images; at most one run per place in flight at its end can carry work past "
             f"it, so the peak is at least {best:.1f}"
         )
-    always, minute = _in_flight_whatever_the_start(days, duration_bins(durations))
+    lengths = duration_bins(durations)
+    always, minute = _in_flight_whatever_the_start(days, lengths)
     if always > best:
         best = float(always)
         lines.append(
@@ -155,7 +150,7 @@ def lower_bound(
         )
     if not hourly:
         return _rounded_up(best, average, lines)
-    relaxed = relaxed_bound(days, duration_bins(durations))
+    relaxed = relaxed_bound(days, lengths)
     lines.append(
         f"hour by hour, with every run's time in flight counted in the hours it touches and "
         f"each run starting anywhere its window allows, the busiest hour's mean is at least "
