@@ -417,7 +417,7 @@ def _plan_guided(
     budget_s: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) following the LP's starts, runs then moved off the busiest minutes
-    until the peak is at most `goal` (0: as low as they go) or `budget_s` seconds pass."""
+    until the peak is at most `goal` or `budget_s` seconds pass."""
     slots = realise(days, lengths, limit)
     placed = slots >= 0
     load = planned_load(days[placed], lengths[placed] * BIN_S, slots[placed])
@@ -634,8 +634,8 @@ def rebalance(
         except RuntimeError:  # out of time: the plan is left unjudged, not unmade
             lp_failed = True
     # The load is a whole number at every moment: the cap it must stay under is the cap
-    # rounded down, or when no plan can meet it, the bound rounded up.
-    target = float(np.floor(cap + 1e-9)) if cap >= bound.value else float(np.ceil(bound.value))
+    # rounded down, or when no plan can meet it, the bound (itself a whole number).
+    target = float(np.floor(cap + 1e-9)) if cap >= bound.value else bound.value
 
     had_slot = _allowed_slots(days, current)
     keep = had_slot.copy()
