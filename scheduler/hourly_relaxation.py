@@ -9,8 +9,12 @@ each such point, anywhere their window allows, can match every plan's hourly mea
 busiest-hour mean it can reach is a lower bound on every plan's peak.
 
 Runs are grouped by their day and a length class, rounded down (exact up to an hour, then in
-steps of 2%), which keeps the LP small at any fleet size and only weakens the bound. The same LP
-with daily runs' hourly load held flat says how low a plan that lays daily runs flat can go.
+steps of 2%), which keeps the LP small at any fleet size and only weakens the bound. The LP's
+weights on its hours (its duals) then give back most of what rounding took: with them, every
+run's own length and every start its window allows are priced in one pass (a 100,000-schedule
+fleet's bound rises from 1454.8 to 1461.7, where the LP on whole lengths reaches 1461.3 and takes
+four times as long). The same LP with daily runs' hourly load held flat says how low a plan
+that lays daily runs flat can go.
 """
 
 from __future__ import annotations
@@ -122,10 +126,26 @@ def lowest_peak_and_starts(
 ) -> tuple[float, np.ndarray]:
     """`lowest_peak`, and the x that reaches it; of those, one with the least `tie_break` @ x,
     a cost the caller keeps far below a run of the peak. `interior` as for `solve`."""
+    result = _lowest_peak_solved(load, membership, counts, base, tie_break, time_limit_s, interior)
+    if result is None:
+        return (float(base.max()) if base is not None and base.size else 0.0), np.zeros(0)
+    return float(result.x[-1]), result.x[:-1]
+
+
+def _lowest_peak_solved(
+    load: sparse.csr_matrix,
+    membership: sparse.csr_matrix,
+    counts: np.ndarray,
+    base: np.ndarray | None = None,
+    tie_break: np.ndarray | None = None,
+    time_limit_s: float = np.inf,
+    interior: bool = False,
+) -> OptimizeResult | None:
+    """HiGHS's answer to `lowest_peak_and_starts` (the peak last in x), None with no columns."""
     rows, columns = load.shape
-    base = np.zeros(rows) if base is None else base
     if columns == 0:
-        return (float(base.max()) if base.size else 0.0), np.zeros(0)
+        return None
+    base = np.zeros(rows) if base is None else base
     tie_break = np.zeros(columns) if tie_break is None else tie_break
     result = solve(
         np.concatenate((tie_break, [1.0])),
@@ -138,7 +158,7 @@ def lowest_peak_and_starts(
     )
     if result.status != 0:
         raise RuntimeError(f"lowest-peak LP failed: {result.message}")
-    return float(result.x[-1]), result.x[:-1]
+    return result
 
 
 def solve(
@@ -174,14 +194,55 @@ def solve(
         )
 
 
+def whole_lengths_bound(days: np.ndarray, lengths: np.ndarray, weights: np.ndarray) -> float:
+    """A bound from weights on the hours of the week (>= 0, any scale): every plan's peak is at
+    least the weighted mean of its hourly means, and that mean is the sum over runs of what each
+    adds to it, at least what the run adds from its cheapest start. Each run's own length and
+    every minute its window allows, where the LP rounds lengths down to classes and is too large
+    to solve at whole minutes: with the LP's own weights, this is as tight as that LP would be.
+    """
+    weights = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    if weights.sum() <= 0 or lengths.size == 0:
+        return 0.0
+    per_minute = np.repeat(weights / weights.sum(), HOUR) / HOUR
+    # Two weeks end to end: every span from any start in the first ends inside them.
+    running = np.concatenate(([0.0], np.cumsum(np.tile(per_minute, 2))))
+    minutes = np.arange(WEEK_BINS)
+    keys, counts = np.unique(
+        np.stack((days.astype(np.int64), lengths.astype(np.int64))), axis=1, return_counts=True
+    )
+    total = 0.0
+    for length in np.unique(keys[1]).tolist():
+        cost = running[minutes + length] - running[minutes]  # a run starting at each minute
+        daily_cost = cost.reshape(7, DAY_BINS).sum(axis=0)  # a daily run: the same every day
+        window = np.arange(WINDOW_BINS)
+        for day, count in zip(
+            keys[0][keys[1] == length].tolist(), counts[keys[1] == length].tolist(), strict=True
+        ):
+            if day == DAILY:
+                cheapest = daily_cost.min()
+            else:
+                cheapest = cost[(day * DAY_BINS - SPILL_BINS + window) % WEEK_BINS].min()
+            total += count * float(cheapest)
+    return total
+
+
 def relaxed_bound(days: np.ndarray, lengths: np.ndarray) -> RelaxedBound:
     """The hourly LP's lowest peak for runs of `lengths` minutes (days DAILY for daily runs),
-    and the same with daily runs laid flat."""
+    raised by its hour weights on whole lengths (`whole_lengths_bound`), and the same LP with
+    daily runs laid flat."""
     days = np.asarray(days)
     lengths = np.clip(np.asarray(lengths, dtype=np.int64), 1, WEEK_BINS)
     daily = days == DAILY
     load, membership, counts = _system(days, lengths, with_daily=True)
-    value = lowest_peak(load, membership, counts)
+    solved = _lowest_peak_solved(load, membership, counts)
+    value = 0.0
+    if solved is not None:
+        # The LP's duals on its hours: how much a plan's peak owes to each hour's mean.
+        value = max(
+            float(solved.x[-1]), whole_lengths_bound(days, lengths, -solved.ineqlin.marginals)
+        )
     flat = np.full(HOURS, lengths[daily].sum() / DAY_BINS)
     load, membership, counts = _system(days[~daily], lengths[~daily], with_daily=False)
-    return RelaxedBound(value, lowest_peak(load, membership, counts, flat))
+    # Laying daily runs flat only narrows the plans: a bound for them all holds for these too.
+    return RelaxedBound(value, max(value, lowest_peak(load, membership, counts, flat)))

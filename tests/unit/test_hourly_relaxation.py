@@ -4,12 +4,20 @@ must stay level."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.slots import DAY_S, SPILL_S, WEEK_S
-from scheduler.hourly_relaxation import CLASS_RATIO, length_classes, relaxed_bound
-from scheduler.load_profile import DAILY, duration_bins
+from scheduler.hourly_relaxation import (
+    CLASS_RATIO,
+    _system,
+    length_classes,
+    lowest_peak,
+    relaxed_bound,
+    whole_lengths_bound,
+)
+from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS, duration_bins
 from scheduler.lower_bound import lower_bound
 from scheduler.planner import planned_load, rebalance
 
@@ -61,3 +69,38 @@ def test_daily_runs_laid_flat_cannot_let_the_weekend_carry_its_work_out() -> Non
     plan = rebalance(days, durations, np.arange(600) % 7, np.full(600, -1), 1.0)
     assert plan.peak >= np.ceil(plan.lower_bound - 1e-9)
     assert plan.lower_bound == bound.value
+
+
+def test_even_hour_weights_bound_the_average_load() -> None:
+    days = np.array([DAILY, 0, 6, 6], dtype=np.int8)
+    lengths = np.array([90, 30, 240, 7], dtype=np.int64)
+    average = (7 * 90 + 30 + 240 + 7) / WEEK_BINS
+    assert whole_lengths_bound(days, lengths, np.ones(168)) == pytest.approx(average)
+
+
+def test_a_weight_on_one_hour_counts_the_runs_that_cannot_miss_it() -> None:
+    """Daily runs of a whole day are in flight at every minute, from any start; Sunday's runs
+    of 50 hours cover Monday 12:00 to 14:00 from any start in their window (the latest is
+    Monday 11:59)."""
+    days = np.array([DAILY] * 3 + [6] * 4 + [2], dtype=np.int8)
+    lengths = np.array([DAY_BINS] * 3 + [50 * 60] * 4 + [60], dtype=np.int64)
+    monday_noon = np.zeros(168)
+    monday_noon[12] = 1.0
+    assert whole_lengths_bound(days, lengths, monday_noon) == pytest.approx(7)
+
+
+def test_whole_lengths_raise_the_bound_the_classes_round_down() -> None:
+    """Long weekend runs a little under each class's next step: the LP rounds them down by
+    nearly 2%, the bound on whole lengths does not, and no plan goes below it."""
+    rng = np.random.default_rng(5)
+    days = np.concatenate((np.full(200, DAILY), np.full(400, 6), np.full(100, 5))).astype(np.int8)
+    lengths = length_classes(rng.integers(61, 240, 700)) * CLASS_RATIO - 1
+    lengths = np.maximum(lengths.astype(np.int64), length_classes(lengths.astype(np.int64)))
+    durations = lengths * 60.0
+    load, membership, counts = _system(days, lengths, with_daily=True)
+    classes_only = lowest_peak(load, membership, counts)
+    bound = relaxed_bound(days, lengths)
+    assert bound.value > classes_only * 1.005
+    plan = rebalance(days, durations, np.arange(700) % 9, np.full(700, -1), 1.0)
+    assert plan.peak >= bound.value
+    assert plan.lower_bound >= np.ceil(bound.value - 1e-9)
