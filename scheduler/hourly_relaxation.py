@@ -112,7 +112,14 @@ def lowest_peak(
 ) -> float:
     """min P such that load @ x + base <= P on every row, with every group's runs placed
     (membership @ x == counts, x >= 0). One more variable: the peak itself."""
-    return lowest_peak_and_starts(load, membership, counts, base)[0]
+    return lowest_peak_and_starts(load, membership, counts, base).value
+
+
+@dataclass(frozen=True)
+class LowestPeak:
+    value: float
+    starts: np.ndarray  # the x that reaches it
+    weights: np.ndarray  # the LP's duals on its rows: how much the peak owes to each one
 
 
 def lowest_peak_and_starts(
@@ -123,29 +130,13 @@ def lowest_peak_and_starts(
     tie_break: np.ndarray | None = None,
     time_limit_s: float = np.inf,
     interior: bool = False,
-) -> tuple[float, np.ndarray]:
+) -> LowestPeak:
     """`lowest_peak`, and the x that reaches it; of those, one with the least `tie_break` @ x,
     a cost the caller keeps far below a run of the peak. `interior` as for `solve`."""
-    result = _lowest_peak_solved(load, membership, counts, base, tie_break, time_limit_s, interior)
-    if result is None:
-        return (float(base.max()) if base is not None and base.size else 0.0), np.zeros(0)
-    return float(result.x[-1]), result.x[:-1]
-
-
-def _lowest_peak_solved(
-    load: sparse.csr_matrix,
-    membership: sparse.csr_matrix,
-    counts: np.ndarray,
-    base: np.ndarray | None = None,
-    tie_break: np.ndarray | None = None,
-    time_limit_s: float = np.inf,
-    interior: bool = False,
-) -> OptimizeResult | None:
-    """HiGHS's answer to `lowest_peak_and_starts` (the peak last in x), None with no columns."""
     rows, columns = load.shape
-    if columns == 0:
-        return None
     base = np.zeros(rows) if base is None else base
+    if columns == 0:
+        return LowestPeak(float(base.max()) if base.size else 0.0, np.zeros(0), np.zeros(rows))
     tie_break = np.zeros(columns) if tie_break is None else tie_break
     result = solve(
         np.concatenate((tie_break, [1.0])),
@@ -158,7 +149,7 @@ def _lowest_peak_solved(
     )
     if result.status != 0:
         raise RuntimeError(f"lowest-peak LP failed: {result.message}")
-    return result
+    return LowestPeak(float(result.x[-1]), result.x[:-1], -result.ineqlin.marginals)
 
 
 def solve(
@@ -235,13 +226,8 @@ def relaxed_bound(days: np.ndarray, lengths: np.ndarray) -> RelaxedBound:
     lengths = np.clip(np.asarray(lengths, dtype=np.int64), 1, WEEK_BINS)
     daily = days == DAILY
     load, membership, counts = _system(days, lengths, with_daily=True)
-    solved = _lowest_peak_solved(load, membership, counts)
-    value = 0.0
-    if solved is not None:
-        # The LP's duals on its hours: how much a plan's peak owes to each hour's mean.
-        value = max(
-            float(solved.x[-1]), whole_lengths_bound(days, lengths, -solved.ineqlin.marginals)
-        )
+    lowest = lowest_peak_and_starts(load, membership, counts)
+    value = max(lowest.value, whole_lengths_bound(days, lengths, lowest.weights))
     flat = np.full(HOURS, lengths[daily].sum() / DAY_BINS)
     load, membership, counts = _system(days[~daily], lengths[~daily], with_daily=False)
     # Laying daily runs flat only narrows the plans: a bound for them all holds for these too.
