@@ -134,24 +134,26 @@ class _TenantStarts:
         overlay = self.overlay.setdefault((code, daily), {})
         overlay[start_bin] = overlay.get(start_bin, 0) + delta
 
-    def _count(self, code: int, daily: bool, bins: np.ndarray) -> np.ndarray:
+    def _starts(self, code: int, daily: bool) -> np.ndarray:
+        """How many of the tenant's runs start at each minute of the day (daily runs) or of the
+        week (weekly ones). Its keys are one stretch of the sorted array: two searches, not two
+        per minute asked about."""
         period = DAY_BINS if daily else WEEK_BINS
         base = self.day_keys if daily else self.week_keys
-        keys = code * period + bins
-        counts = np.searchsorted(base, keys, "right") - np.searchsorted(base, keys, "left")
-        overlay = self.overlay.get((code, daily))
-        if overlay:
-            for start_bin, delta in overlay.items():
-                counts[bins == start_bin] += delta
+        low, high = np.searchsorted(base, [code * period, (code + 1) * period])
+        counts = np.bincount(base[low:high] - code * period, minlength=period)
+        for start_bin, delta in self.overlay.get((code, daily), {}).items():
+            counts[start_bin] += delta
         return counts
 
     def clashes(self, code: int, daily: bool, bins: np.ndarray) -> np.ndarray:
         """How many of the tenant's runs start on the same minute as a run at each bin."""
+        daily_starts = self._starts(code, True)
+        weekly_starts = self._starts(code, False)
         if daily:
             # A daily run at t meets daily runs at t and weekly runs at t on any day.
-            weekly = sum(self._count(code, False, bins + DAY_BINS * day) for day in range(7))
-            return self._count(code, True, bins) + weekly
-        return self._count(code, False, bins) + self._count(code, True, bins % DAY_BINS)
+            return daily_starts[bins] + weekly_starts.reshape(7, DAY_BINS).sum(axis=0)[bins]
+        return weekly_starts[bins] + daily_starts[bins % DAY_BINS]
 
 
 class LoadProfile:

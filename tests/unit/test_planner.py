@@ -165,6 +165,37 @@ def test_profile_from_schedules_matches_adds() -> None:
     assert one_by_one.peak() == 0
 
 
+def test_a_tenant_s_clashes_count_its_starts_from_the_bulk_load_and_later_changes() -> None:
+    """Each minute's count of the tenant's starts, daily runs meeting weekly ones on every day,
+    matches counting the schedules one by one."""
+    rng = np.random.default_rng(2)
+    days, durations, _ = skewed_fleet(3000)
+    tenants = rng.integers(0, 5, days.size)
+    minute = rng.integers(0, 1440, days.size)
+    slots = np.where(days == DAILY, minute, days.astype(np.int64) * 1440 + minute) * 60
+    bulk = slice(0, 2000)
+    profile = LoadProfile.from_schedules(days[bulk], slots[bulk], durations[bulk], tenants[bulk])
+
+    def schedule(i: int) -> tuple[int | None, int, float, int]:
+        return None if days[i] == DAILY else int(days[i]), int(slots[i]), durations[i], tenants[i]
+
+    for i in range(2000, 3000):
+        profile.add(*schedule(i))
+    profile.remove(*schedule(0))
+    kept = np.arange(1, 3000)
+    for tenant in range(5):
+        mine = kept[tenants[kept] == tenant]
+        daily_at = np.bincount(slots[mine][days[mine] == DAILY] // 60, minlength=1440)
+        weekly_at = np.bincount(slots[mine][days[mine] != DAILY] // 60, minlength=7 * 1440)
+        code = profile._tenants.code(tenant)
+        bins = np.arange(1440)
+        expected = daily_at + weekly_at.reshape(7, 1440).sum(axis=0)
+        assert np.array_equal(profile._tenants.clashes(code, True, bins), expected)
+        bins = np.arange(7 * 1440)
+        expected = weekly_at + daily_at[bins % 1440]
+        assert np.array_equal(profile._tenants.clashes(code, False, bins), expected)
+
+
 @given(st.lists(st.integers(-50, 50), min_size=1, max_size=80), st.integers(1, 20))
 def test_sliding_max(values, width) -> None:
     array = np.array(values, dtype=float)
