@@ -183,6 +183,7 @@ class _Covering:
         self.order = np.argsort(first, kind="stable")
         self.sorted_first = first[self.order]
         self.moved: set[int] = set()
+        self.is_moved = np.zeros(start.size, dtype=bool)
 
     def at(self, minute: int) -> np.ndarray:
         found = []
@@ -192,9 +193,13 @@ class _Covering:
             for turn in range(-(-self.longest // period) + 1):
                 bounds = np.clip([lowest + turn * period, highest + turn * period], 0, period)
                 a, b = np.searchsorted(self.sorted_first, bounds)
-                found.append(self.order[a:b][of_kind[self.order[a:b]]])
+                near = self.order[a:b]
+                # Moved runs are found where they are now, below, not where they were.
+                found.append(near[of_kind[near] & ~self.is_moved[near]])
         found.append(np.fromiter(self.moved, dtype=np.int64, count=len(self.moved)))
-        runs = np.unique(np.concatenate(found))
+        runs = np.concatenate(found)
+        if self.longest > DAY_BINS:  # the turns' stretches overlap: a run found twice
+            runs = np.unique(runs)
         period = np.where(self.daily[runs], DAY_BINS, WEEK_BINS)
         into = (minute - self.start[runs]) % period
         return runs[into < self.lengths[runs]]
@@ -203,6 +208,7 @@ class _Covering:
         self.start[run] = new
         if new != self.original[run]:
             self.moved.add(run)
+            self.is_moved[run] = True
         if len(self.moved) > 256:  # looking through the moved runs costs more than sorting
             self._index()
 

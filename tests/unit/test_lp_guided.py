@@ -4,6 +4,7 @@ allows."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scheduler.load_profile import DAY_BINS, WEEK_BINS, duration_bins
 from scheduler.lower_bound import lower_bound
@@ -62,11 +63,12 @@ def test_a_crowded_weekend_is_planned_below_what_flat_daily_runs_allow() -> None
     assert plan.peak <= bound.value * 1.025
 
 
-def test_runs_covering_a_minute_are_found_after_moves_and_across_the_week_s_end() -> None:
+@pytest.mark.parametrize("longest", [1000, 3000])  # 3000: some longer than a day, wrapping
+def test_runs_covering_a_minute_are_found_after_moves_and_across_the_week_s_end(longest) -> None:
     rng = np.random.default_rng(1)
     size = 3000
     daily = rng.random(size) < 0.3
-    lengths = rng.integers(1, 3000, size)  # some longer than a day, wrapping on themselves
+    lengths = rng.integers(1, longest, size)
     start = np.where(daily, rng.integers(0, DAY_BINS, size), rng.integers(0, WEEK_BINS, size))
     runs = _Covering(start.copy(), lengths, daily)
     period = np.where(daily, DAY_BINS, WEEK_BINS)
