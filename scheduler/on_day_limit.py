@@ -10,6 +10,8 @@ first: moving one long run frees the most room.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,9 +140,18 @@ def on_day_limit(
     cap: float | None,
     lowest: float | None = None,
     grid: StartGrid = HALF_HOURS,
+    deadline: float = math.inf,
 ) -> OnDayLimit:
     """Solve the LP; when the cap cannot be met, or is None, use the lowest cap the LP can
-    meet instead. `lowest`, that cap if an earlier solve for the same fleet and grid found it."""
+    meet instead. `lowest`, that cap if an earlier solve for the same fleet and grid found it.
+    Its solves stop at `deadline` (monotonic) if not before; RuntimeError if out of time."""
+
+    def time_left(most: float) -> float:
+        left = min(most, deadline - time.monotonic())
+        if left < 1.0:
+            raise RuntimeError("on-day LP failed: no time left")
+        return left
+
     days = as_day_array(day_of_week)
     lengths = duration_bins(duration_s).astype(np.float64)
     weekly = days != DAILY
@@ -209,11 +220,13 @@ def on_day_limit(
                 a_eq,
                 b_eq,
                 tie_break=tie_break,
-                time_limit_s=TIE_BREAK_TIME_LIMIT_S,
+                time_limit_s=time_left(TIE_BREAK_TIME_LIMIT_S),
                 interior=True,
             )
         except RuntimeError:
-            found = lowest_peak_and_starts(load, a_eq, b_eq, time_limit_s=LP_TIME_LIMIT_S)
+            found = lowest_peak_and_starts(
+                load, a_eq, b_eq, time_limit_s=time_left(LP_TIME_LIMIT_S)
+            )
         lowest, starts_at_lowest = found.value, found.starts
     feasible = cap is not None and cap >= lowest
     if not feasible and starts_at_lowest is not None:
@@ -223,7 +236,13 @@ def on_day_limit(
         used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
         for interior in INTERIOR_FIRST:
             result = solve(
-                objective, load, np.full(grid.rows, used_cap), a_eq, b_eq, LP_TIME_LIMIT_S, interior
+                objective,
+                load,
+                np.full(grid.rows, used_cap),
+                a_eq,
+                b_eq,
+                time_left(LP_TIME_LIMIT_S),
+                interior,
             )
             if result.status == 0:
                 break

@@ -81,6 +81,14 @@ ASKED_TRY_BUDGET_S = 6.0
 # Seconds all the searches of a plan over the target may take (half that above
 # LONGER_SEARCH_UP_TO, less below FULL_SEARCH_FROM).
 REPLAN_BUDGET_S = 30.0
+# A full rebalance ends within this many seconds (a little past it at most: an LP or a plan
+# under way is finished): the searches take what the LPs and the first plan leave them, and
+# the finer LP is left out when it would leave them too little. On two cores a million
+# schedules below the bound took 65-70 s without it.
+TIME_LIMIT_S = 45.0
+FINE_LP_NEEDS_S = 25.0  # the quarter-hour LP (15-19 s on two cores), realising, some search
+FINISHING_S = 3.0  # after the searches: runs back onto their day, the figures
+MIN_SEARCH_S = 2.0
 # The LP's grid where half-hours cannot meet the target: quarter-hours, the load bounded every
 # third minute. Its lowest cap is 0.4% lower at 100,000 schedules, and the planner's peak below
 # the bound 1.012 x bound instead of 1.015, for a few seconds more.
@@ -511,8 +519,10 @@ def _replan_over_target(
     meetable: bool,
     judged: OnDayLimit | None = None,
     lp_failed: bool = False,
+    deadline: float = float("inf"),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(slots, load) for a fleet the day-by-day plan put over the target.
+    """(slots, load) for a fleet the day-by-day plan put over the target, by `deadline`
+    (monotonic; see TIME_LIMIT_S).
 
     When the target can be met, the LP is asked for caps under it (`_plan_asked`): of plans that
     fit, those keep the most runs on their day. If none gets under, or the target cannot be met,
@@ -531,15 +541,16 @@ def _replan_over_target(
             return _plan_peak_first(days, durations, lengths, codes)
         lowest_cap = lowest.cap
     grid = HALF_HOURS
-    if target * (1 - REALISING_MARGIN) < lowest_cap:
+    fine_in_time = deadline - time.monotonic() >= FINE_LP_NEEDS_S
+    if target * (1 - REALISING_MARGIN) < lowest_cap and fine_in_time:
         # No room above the half-hour LP's lowest cap for what realising adds on a large fleet:
         # a finer LP. (The margin's two runs are left out: on a small fleet the half-hour LP's
         # plans fit that close, at 10,000 schedules with as many on their day, in half the time.)
-        fine = _lowest_limit(days, durations, FINE_GRID)
+        fine = _lowest_limit(days, durations, FINE_GRID, deadline - FINISHING_S - MIN_SEARCH_S)
         if fine is not None:
             lowest, lowest_cap, grid = fine, fine.cap, FINE_GRID
-    total = _search_budget(days.size)
     started = time.monotonic()
+    total = min(_search_budget(days.size), max(MIN_SEARCH_S, deadline - FINISHING_S - started))
     if meetable:
         # While no asked cap's plan fits, a third of the time is kept for the lowest cap's.
         plan = _plan_asked(
@@ -574,11 +585,14 @@ def _search_budget(size: int) -> float:
 
 
 def _lowest_limit(
-    days: np.ndarray, durations: np.ndarray, grid: StartGrid = HALF_HOURS
+    days: np.ndarray,
+    durations: np.ndarray,
+    grid: StartGrid = HALF_HOURS,
+    deadline: float = float("inf"),
 ) -> OnDayLimit | None:
     """The LP at its lowest cap, or None if it ran out of time."""
     try:
-        return on_day_limit(days, durations, None, grid=grid)
+        return on_day_limit(days, durations, None, grid=grid, deadline=deadline)
     except RuntimeError:
         return None
 
@@ -602,6 +616,7 @@ def rebalance(
     cap: float,
     progress: Callable[[int], None] | None = None,
     with_limit: bool = True,
+    time_limit_s: float = TIME_LIMIT_S,
 ) -> PlanResult:
     """Re-plan a whole fleet. Arrays are per schedule; day_of_week holds None or -1 for daily
     schedules; current_slot holds -1 for a schedule without a slot yet.
@@ -609,8 +624,10 @@ def rebalance(
     A schedule keeps its current slot when its kind allows that slot and the kept load stays
     under the target there; the others are placed as the module docstring says. The LPs that
     judge the plan (the best on-day share, the hourly bound) run only `with_limit` (seconds).
-    `progress`, if given, is called with counts of schedules done.
+    `progress`, if given, is called with counts of schedules done. It takes about
+    `time_limit_s` at most (see TIME_LIMIT_S).
     """
+    deadline = time.monotonic() + time_limit_s
     days = as_day_array(day_of_week)
     durations = np.asarray(duration_s, dtype=np.float64)
     current = np.asarray(current_slot, dtype=np.int64)
@@ -650,7 +667,7 @@ def rebalance(
             progress(members.size)
     if load.max() > target + 1e-9:
         other, other_load = _replan_over_target(
-            days, durations, lengths, codes, target, cap >= bound.value, limit, lp_failed
+            days, durations, lengths, codes, target, cap >= bound.value, limit, lp_failed, deadline
         )
         if other_load.max() < load.max():
             slots, load = other, other_load

@@ -274,3 +274,31 @@ def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_l
     assert planner._search_budget(5_000) == pytest.approx(0.5 * planner.REPLAN_BUDGET_S)
     assert planner._search_budget(100_000) == planner.REPLAN_BUDGET_S
     assert planner._search_budget(1_000_000) == 0.5 * planner.REPLAN_BUDGET_S
+
+
+def test_a_rebalance_short_of_time_leaves_out_the_finer_lp_and_searches_briefly(
+    monkeypatch,
+) -> None:
+    """Out of time after the first plan (a million schedules on a slow machine), the plan still
+    follows the half-hour LP, with the shortest search, inside the windows."""
+    grids: list[object] = []
+    budgets: list[float] = []
+    real_lowest_limit, real_lower_peak = planner._lowest_limit, planner.lower_peak
+
+    def lowest_limit(days, durations, grid=planner.HALF_HOURS, deadline=float("inf")):  # type: ignore[no-untyped-def]
+        grids.append(grid)
+        return real_lowest_limit(days, durations, grid, deadline)
+
+    def lower_peak(load, days, lengths, slots, budget_s, goal=0.0):  # type: ignore[no-untyped-def]
+        budgets.append(budget_s)
+        return real_lower_peak(load, days, lengths, slots, budget_s, goal)
+
+    monkeypatch.setattr(planner, "_lowest_limit", lowest_limit)
+    monkeypatch.setattr(planner, "lower_peak", lower_peak)
+    days, durations, tenants = skewed_fleet(1500)
+    none = np.full(days.size, -1)
+    plan = rebalance(days, durations, tenants, none, 1.0, with_limit=False, time_limit_s=0.0)
+    assert grids == [planner.HALF_HOURS]
+    assert budgets and max(budgets) <= planner.MIN_SEARCH_S
+    assert_slots_allowed(days, plan.slot_s)
+    assert plan.peak <= plan.lower_bound * 1.15
