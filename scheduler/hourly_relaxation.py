@@ -28,6 +28,13 @@ from scipy.optimize import OptimizeResult, OptimizeWarning, linprog
 
 from scheduler.load_profile import DAILY, DAY_BINS, SPILL_BINS, WEEK_BINS, WINDOW_BINS
 
+# scipy hands HiGHS the options it does not know itself, verbatim, and warns that it does. A
+# filter for good, not one around each solve: LPs are solved in two threads at once, and
+# catch_warnings, not thread-safe, would let one thread's restore the other's warnings.
+warnings.filterwarnings(
+    "ignore", message="Unrecognized options detected: {'run_crossover'", category=OptimizeWarning
+)
+
 HOUR = 60  # minutes
 HOURS = WEEK_BINS // HOUR
 EXACT_UP_TO = 60  # lengths (minutes) kept exact; longer ones are rounded down ...
@@ -170,19 +177,16 @@ def solve(
     options: dict[str, object] = {"time_limit": time_limit_s}
     if interior:
         options["run_crossover"] = "off"
-    with warnings.catch_warnings():
-        # scipy hands HiGHS the options it does not know itself, verbatim, and warns that it does.
-        warnings.simplefilter("ignore", OptimizeWarning)
-        return linprog(
-            cost,
-            A_ub=a_ub,
-            b_ub=b_ub,
-            A_eq=a_eq,
-            b_eq=b_eq,
-            bounds=(0, None),
-            method="highs-ipm" if interior else "highs",
-            options=options,
-        )
+    return linprog(
+        cost,
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=a_eq,
+        b_eq=b_eq,
+        bounds=(0, None),
+        method="highs-ipm" if interior else "highs",
+        options=options,
+    )
 
 
 def whole_lengths_bound(days: np.ndarray, lengths: np.ndarray, weights: np.ndarray) -> float:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -520,6 +521,7 @@ def _replan_over_target(
     judged: OnDayLimit | None = None,
     lp_failed: bool = False,
     deadline: float = float("inf"),
+    fine_ahead: Future[OnDayLimit | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) for a fleet the day-by-day plan put over the target, by `deadline`
     (monotonic; see TIME_LIMIT_S).
@@ -530,6 +532,7 @@ def _replan_over_target(
     lowest peak is kept. `judged`, the LP that judges the plan, if solved: its lowest cap is
     the one to ask above, and when it could not meet the cap it is the LP at that lowest cap.
     `lp_failed`: that LP ran out of time, and so would these: the plan minding the peak alone.
+    `fine_ahead`: the quarter-hour LP at its lowest cap, if already under way.
     """
     if lp_failed:
         return _plan_peak_first(days, durations, lengths, codes)
@@ -541,12 +544,12 @@ def _replan_over_target(
             return _plan_peak_first(days, durations, lengths, codes)
         lowest_cap = lowest.cap
     grid = HALF_HOURS
-    fine_in_time = deadline - time.monotonic() >= FINE_LP_NEEDS_S
-    if target * (1 - REALISING_MARGIN) < lowest_cap and fine_in_time:
-        # No room above the half-hour LP's lowest cap for what realising adds on a large fleet:
-        # a finer LP. (The margin's two runs are left out: on a small fleet the half-hour LP's
-        # plans fit that close, at 10,000 schedules with as many on their day, in half the time.)
-        fine = _lowest_limit(days, durations, FINE_GRID, deadline - FINISHING_S - MIN_SEARCH_S)
+    fine_in_time = fine_ahead is not None or deadline - time.monotonic() >= FINE_LP_NEEDS_S
+    if _fine_wanted(target, lowest_cap) and fine_in_time:
+        if fine_ahead is not None:
+            fine = fine_ahead.result()
+        else:
+            fine = _lowest_limit(days, durations, FINE_GRID, deadline - FINISHING_S - MIN_SEARCH_S)
         if fine is not None:
             lowest, lowest_cap, grid = fine, fine.cap, FINE_GRID
     started = time.monotonic()
@@ -573,6 +576,14 @@ def _replan_over_target(
         if other_load.max() < load.max():
             return other, other_load
     return slots, load
+
+
+def _fine_wanted(target: float, lowest_cap: float) -> bool:
+    """Whether the quarter-hour LP is wanted: no room above the half-hour LP's lowest cap for
+    what realising adds on a large fleet. (The margin's two runs are left out: on a small fleet
+    the half-hour LP's plans fit that close, at 10,000 schedules with as many on their day, in
+    half the time.)"""
+    return target * (1 - REALISING_MARGIN) < lowest_cap
 
 
 def _search_budget(size: int) -> float:
@@ -642,36 +653,59 @@ def rebalance(
     codes = codes.astype(np.int64).ravel()
     lengths = duration_bins(durations)
 
-    bound: LowerBound = lower_bound(days, durations, hourly=with_limit)
-    limit = None
-    lp_failed = False
-    if with_limit:
-        try:
-            limit = on_day_limit(days, durations, cap)
-        except RuntimeError:  # out of time: the plan is left unjudged, not unmade
-            lp_failed = True
-    # The load is a whole number at every moment: the cap it must stay under is the cap
-    # rounded down, or when no plan can meet it, the bound (itself a whole number).
-    target = float(np.floor(cap + 1e-9)) if cap >= bound.value else bound.value
+    # LPs are solved beside the rest: HiGHS lets go of the interpreter while it solves, and a
+    # second core takes them. One the plan turns out not to need may finish after it returns.
+    beside = ThreadPoolExecutor(max_workers=1)
+    try:
+        judging = beside.submit(on_day_limit, days, durations, cap) if with_limit else None
+        bound: LowerBound = lower_bound(days, durations, hourly=with_limit)
+        limit = None
+        lp_failed = False
+        if judging is not None:
+            try:
+                limit = judging.result()
+            except RuntimeError:  # out of time: the plan is left unjudged, not unmade
+                lp_failed = True
+        # The load is a whole number at every moment: the cap it must stay under is the cap
+        # rounded down, or when no plan can meet it, the bound (itself a whole number).
+        target = float(np.floor(cap + 1e-9)) if cap >= bound.value else bound.value
+        # The quarter-hour LP a plan over the target would want, solved during the first plan.
+        near = limit.lowest if limit is not None else bound.value if cap < bound.value else 0.0
+        fine_ahead = None
+        in_time = deadline - time.monotonic() >= FINE_LP_NEEDS_S
+        if not lp_failed and in_time and _fine_wanted(target, near):
+            fine_deadline = deadline - FINISHING_S - MIN_SEARCH_S
+            fine_ahead = beside.submit(_lowest_limit, days, durations, FINE_GRID, fine_deadline)
 
-    had_slot = _allowed_slots(days, current)
-    keep = had_slot.copy()
-    load = np.zeros(WEEK_BINS)
-    add_schedules(load, days[keep], current[keep], durations[keep])
-    _evict_over_cap(load, days, current, durations, keep, target)
-    slots = np.where(keep, current, -1)
-    todo = np.flatnonzero(~keep)
-    for members, slot_of in _place_all(load, days, lengths, codes, todo, target):
-        slots[members] = slot_of
-        if progress is not None:
-            progress(members.size)
-    if load.max() > target + 1e-9:
-        other, other_load = _replan_over_target(
-            days, durations, lengths, codes, target, cap >= bound.value, limit, lp_failed, deadline
-        )
-        if other_load.max() < load.max():
-            slots, load = other, other_load
-            todo = np.arange(days.size)
+        had_slot = _allowed_slots(days, current)
+        keep = had_slot.copy()
+        load = np.zeros(WEEK_BINS)
+        add_schedules(load, days[keep], current[keep], durations[keep])
+        _evict_over_cap(load, days, current, durations, keep, target)
+        slots = np.where(keep, current, -1)
+        todo = np.flatnonzero(~keep)
+        for members, slot_of in _place_all(load, days, lengths, codes, todo, target):
+            slots[members] = slot_of
+            if progress is not None:
+                progress(members.size)
+        if load.max() > target + 1e-9:
+            other, other_load = _replan_over_target(
+                days,
+                durations,
+                lengths,
+                codes,
+                target,
+                cap >= bound.value,
+                limit,
+                lp_failed,
+                deadline,
+                fine_ahead,
+            )
+            if other_load.max() < load.max():
+                slots, load = other, other_load
+                todo = np.arange(days.size)
+    finally:
+        beside.shutdown(wait=False, cancel_futures=True)
     # A plan over the target has its own peak as the limit: moving runs onto their day under it
     # keeps the lowest peak there is.
     _pull_onto_days(load, days, lengths, slots, todo, max(target, float(load.max())))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -256,19 +257,27 @@ def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_l
     monkeypatch,
 ) -> None:
     """No plan goes below the bound: reaching it ends the search. A small fleet's peak is a few
-    runs; its searches get less time."""
+    runs; its searches get less time. The quarter-hour LP is solved beside the first plan."""
     goals: list[float] = []
-    real_lower_peak = planner.lower_peak
+    fine_in: list[str] = []
+    real_lower_peak, real_lowest_limit = planner.lower_peak, planner._lowest_limit
 
     def lower_peak(load, days, lengths, slots, budget_s, goal=0.0):  # type: ignore[no-untyped-def]
         goals.append(goal)
         return real_lower_peak(load, days, lengths, slots, budget_s, goal)
 
+    def lowest_limit(days, durations, grid=planner.HALF_HOURS, deadline=float("inf")):  # type: ignore[no-untyped-def]
+        if grid == planner.FINE_GRID:
+            fine_in.append(threading.current_thread().name)
+        return real_lowest_limit(days, durations, grid, deadline)
+
     monkeypatch.setattr(planner, "lower_peak", lower_peak)
+    monkeypatch.setattr(planner, "_lowest_limit", lowest_limit)
     days, durations, tenants = skewed_fleet(1500)
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), 1.0, with_limit=False)
     assert plan.lower_bound == np.ceil(plan.lower_bound) > 1.0
     assert goals and all(goal == plan.lower_bound for goal in goals)
+    assert len(fine_in) == 1 and fine_in[0] != threading.main_thread().name
     assert plan.peak >= plan.lower_bound
     assert planner._search_budget(1_000) == pytest.approx(0.2 * planner.REPLAN_BUDGET_S)
     assert planner._search_budget(5_000) == pytest.approx(0.5 * planner.REPLAN_BUDGET_S)
