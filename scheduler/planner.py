@@ -20,6 +20,10 @@ their day go back onto it wherever the load there stays under the target (for a 
 under its own peak): a plan over the cap still keeps the quiet days' runs on their day.
 `on_day_limit`'s LP says how much weekly work could stay on its day at best, to judge by.
 `LoadProfile.place` handles one schedule at a time between rebalances.
+
+When: a rebalance ends within TIME_LIMIT_S, the searches taking what is left. The LPs are solved
+in a second thread while the rest goes on: the judging one beside the bound's, and the
+quarter-hour one (where the target is near the half-hour LP's lowest cap) beside the first plan.
 """
 
 from __future__ import annotations
@@ -92,7 +96,8 @@ FINISHING_S = 3.0  # after the searches: runs back onto their day, the figures
 MIN_SEARCH_S = 2.0
 # The LP's grid where half-hours cannot meet the target: quarter-hours, the load bounded every
 # third minute. Its lowest cap is 0.4% lower at 100,000 schedules, and the planner's peak below
-# the bound 1.012 x bound instead of 1.015, for a few seconds more.
+# the bound 1.012 x bound instead of 1.015 (by the bound before it priced whole lengths), for
+# the 15-20 s of a second LP.
 FINE_GRID = StartGrid(15, 3)
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
