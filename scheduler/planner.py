@@ -559,7 +559,11 @@ def _replan_over_target(
             lowest, lowest_cap, grid = fine, fine.cap, FINE_GRID
     started = time.monotonic()
     total = min(_search_budget(days.size), max(MIN_SEARCH_S, deadline - FINISHING_S - started))
-    if meetable:
+    # On the quarter-hour grid each asked cap takes a slow LP: with no room above the lowest
+    # cap for what realising adds, the plan at the lowest cap gets all the time instead, and
+    # runs go back onto their day afterwards, under the target.
+    room = grid == HALF_HOURS or target - _realising_margin(target) > lowest_cap
+    if meetable and room:
         # While no asked cap's plan fits, a third of the time is kept for the lowest cap's.
         plan = _plan_asked(
             days, durations, lengths, codes, target, lowest_cap, started + total, total / 3, grid
