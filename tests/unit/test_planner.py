@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -12,10 +13,10 @@ from hypothesis import strategies as st
 
 from common.slots import DAY_S, SPILL_S, WEEK_S, in_window
 from scheduler import planner
-from scheduler.load_profile import DAILY, LoadProfile, sliding_max
+from scheduler.load_profile import DAILY, WEEK_BINS, LoadProfile, sliding_max
 from scheduler.lower_bound import _in_flight_whatever_the_start, lower_bound
-from scheduler.on_day_limit import max_on_day_share
-from scheduler.planner import _pull_onto_days, planned_load, rebalance
+from scheduler.on_day_limit import OnDayLimit, max_on_day_share
+from scheduler.planner import FINE_GRID, _pull_onto_days, planned_load, rebalance
 from tests.support.fleets import assert_slots_allowed, skewed_fleet
 
 
@@ -311,3 +312,24 @@ def test_a_rebalance_short_of_time_leaves_out_the_finer_lp_and_searches_briefly(
     assert budgets and max(budgets) <= planner.MIN_SEARCH_S
     assert_slots_allowed(days, plan.slot_s)
     assert plan.peak <= plan.lower_bound * 1.15
+
+
+@pytest.mark.parametrize(("fine_cap", "asks"), [(99.6, False), (97.0, True)])
+def test_on_the_quarter_hour_grid_caps_are_asked_only_with_room_for_the_margin(
+    monkeypatch, fine_cap, asks
+) -> None:
+    """Each asked cap on the quarter-hour grid is a slow LP: asked only when the target leaves
+    room above its lowest cap for what realising adds (2.25 runs at a target of 100)."""
+    asked: list[float] = []
+    monkeypatch.setattr(planner, "_plan_asked", lambda *args, **kw: asked.append(args[4]))
+    empty_plan = (np.zeros(3, dtype=np.int64), np.zeros(WEEK_BINS))
+    monkeypatch.setattr(planner, "_plan_guided", lambda *args, **kw: empty_plan)
+    days, none = np.zeros(3, dtype=np.int8), np.full(3, -1)
+    half_hours = OnDayLimit(0.5, 100.0, True, none, none, lowest=100.0)
+    ahead: Future[OnDayLimit | None] = Future()
+    ahead.set_result(OnDayLimit(0.4, fine_cap, False, none, none, lowest=fine_cap, grid=FINE_GRID))
+    lengths = np.full(3, 10)
+    planner._replan_over_target(
+        days, lengths * 60.0, lengths, none, 100.0, True, half_hours, fine_ahead=ahead
+    )
+    assert asked == ([100.0] if asks else [])
