@@ -94,8 +94,7 @@ def test_whole_lengths_raise_the_bound_the_classes_round_down() -> None:
     nearly 2%, the bound on whole lengths does not, and no plan goes below it."""
     rng = np.random.default_rng(5)
     days = np.concatenate((np.full(200, DAILY), np.full(400, 6), np.full(100, 5))).astype(np.int8)
-    lengths = length_classes(rng.integers(61, 240, 700)) * CLASS_RATIO - 1
-    lengths = np.maximum(lengths.astype(np.int64), length_classes(lengths.astype(np.int64)))
+    lengths = (length_classes(rng.integers(61, 240, 700)) * CLASS_RATIO - 1).astype(np.int64)
     durations = lengths * 60.0
     load, membership, counts = _system(days, lengths, with_daily=True)
     classes_only = lowest_peak(load, membership, counts)
