@@ -102,7 +102,8 @@ def lower_bound(
     runs in flight at some minute whatever their starts. With `hourly`, a fourth: the hourly LP.
     """
     days = as_day_array(day_of_week)
-    durations = np.asarray(duration_s, dtype=np.float64)
+    # As the load counts them: a run longer than the week is in flight all week, once.
+    durations = np.minimum(np.asarray(duration_s, dtype=np.float64), WEEK_S)
     daily = days == DAILY
     daily_work_per_day = float(durations[daily].sum())
     average = (7 * daily_work_per_day + float(durations[~daily].sum())) / WEEK_S

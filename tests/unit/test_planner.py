@@ -333,3 +333,11 @@ def test_on_the_quarter_hour_grid_caps_are_asked_only_with_room_for_the_margin(
         days, lengths * 60.0, lengths, none, 100.0, True, half_hours, fine_ahead=ahead
     )
     assert asked == ([100.0] if asks else [])
+
+
+def test_runs_longer_than_the_week_count_once_in_the_bound_as_in_the_load() -> None:
+    """Three eight-day runs are each in flight all week, once: the bound is 3, as the peak."""
+    days = np.array([0, 2, 6], dtype=np.int8)
+    durations = np.full(3, 8 * DAY_S, dtype=float)
+    plan = rebalance(days, durations, np.arange(3), np.full(3, -1), 10)
+    assert plan.peak == plan.lower_bound == 3
