@@ -26,7 +26,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import OptimizeResult, OptimizeWarning, linprog
 
-from scheduler.load_profile import DAILY, DAY_BINS, SPILL_BINS, WEEK_BINS, WINDOW_BINS
+from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS, WINDOW_BINS, window_first_bin
 
 # scipy hands HiGHS the options it does not know itself, verbatim, and warns that it does. A
 # filter for good, not one around each solve: LPs are solved in two threads at once, and
@@ -99,8 +99,7 @@ def _system(
             per_day = hourly_shares(np.unique(starts), length, DAY_BINS).tocsr()
             blocks.append(sparse.vstack([per_day] * 7))
         else:
-            first = day * DAY_BINS - SPILL_BINS
-            starts = _turning_points(first, WINDOW_BINS, length) % WEEK_BINS
+            starts = _turning_points(window_first_bin(day), WINDOW_BINS, length) % WEEK_BINS
             blocks.append(hourly_shares(starts, length, WEEK_BINS).tocsr())
         sizes.append((blocks[-1].shape[1], count))
     load = sparse.hstack(blocks).tocsr() if blocks else sparse.csr_matrix((HOURS, 0))
@@ -217,7 +216,7 @@ def whole_lengths_bound(days: np.ndarray, lengths: np.ndarray, weights: np.ndarr
             if day == DAILY:
                 cheapest = daily_cost.min()
             else:
-                cheapest = cost[(day * DAY_BINS - SPILL_BINS + window) % WEEK_BINS].min()
+                cheapest = cost[(window_first_bin(day) + window) % WEEK_BINS].min()
             total += count * float(cheapest)
     return total
 

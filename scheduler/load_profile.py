@@ -29,6 +29,12 @@ def as_day_array(day_of_week: Iterable[int | None] | np.ndarray) -> np.ndarray:
     return np.array([DAILY if d is None else int(d) for d in day_of_week], dtype=np.int8)
 
 
+def window_first_bin(day_of_week: np.ndarray | int) -> np.ndarray | int:
+    """The first minute of the week a weekly schedule's window allows: 12:00 the day before
+    its day (Monday's: Sunday 12:00)."""
+    return (day_of_week * DAY_BINS - SPILL_BINS) % WEEK_BINS
+
+
 def duration_bins(duration_s: np.ndarray | float) -> np.ndarray:
     """Whole minutes a run of that length touches when it starts on a minute (at least one)."""
     bins = np.ceil(np.asarray(duration_s, dtype=np.float64) / BIN_S)
@@ -285,7 +291,7 @@ class LoadProfile:
             )
             slot_s = best * BIN_S
         else:
-            first = (int(day_of_week) * DAY_BINS - SPILL_BINS) % WEEK_BINS
+            first = window_first_bin(int(day_of_week))
             highest = cyclic_window_max(self.load, first, WINDOW_BINS, length)
             bins = (first + np.arange(WINDOW_BINS)) % WEEK_BINS
             on_day = (np.arange(WINDOW_BINS) >= SPILL_BINS) & (

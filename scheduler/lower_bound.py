@@ -14,12 +14,12 @@ from scheduler.load_profile import (
     BIN_S,
     DAILY,
     DAY_BINS,
-    SPILL_BINS,
     WEEK_BINS,
     WINDOW_BINS,
     add_schedules,
     as_day_array,
     duration_bins,
+    window_first_bin,
 )
 
 
@@ -74,7 +74,7 @@ def _in_flight_whatever_the_start(days: np.ndarray, lengths: np.ndarray) -> tupl
     """
     daily = days == DAILY
     spread = np.where(daily, DAY_BINS - 1, WINDOW_BINS - 1)
-    first = np.where(daily, 0, days.astype(np.int64) * DAY_BINS - SPILL_BINS) % WEEK_BINS
+    first = np.where(daily, 0, window_first_bin(days.astype(np.int64)))
     covered = lengths - spread
     some = covered > 0
     if not some.any():

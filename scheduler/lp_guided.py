@@ -26,6 +26,7 @@ from scheduler.load_profile import (
     SPILL_BINS,
     WEEK_BINS,
     WINDOW_BINS,
+    window_first_bin,
 )
 from scheduler.on_day_limit import OnDayLimit
 
@@ -120,7 +121,7 @@ def _move_out(
         costs = _window_sums(cost, first, count, length)
     else:
         # Only the window and a run's length past it matter: the rest of the week is left out.
-        first = (day * DAY_BINS - SPILL_BINS) % WEEK_BINS
+        first = window_first_bin(day)
         count, current = WINDOW_BINS, (start - first) % WEEK_BINS
         under = load[np.arange(first, first + count + length - 1) % WEEK_BINS]
         cost = (under >= level - 1e-9).astype(np.int64) + _BLOCKED * (under > level + 1e-9)

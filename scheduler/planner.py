@@ -52,6 +52,7 @@ from scheduler.load_profile import (
     daily_starts,
     duration_bins,
     span_bins,
+    window_first_bin,
 )
 from scheduler.lower_bound import LowerBound, lower_bound
 from scheduler.lp_guided import lower_peak, realise
@@ -247,7 +248,7 @@ def _fill(
             placed.append(picks)
             remaining -= picks.size
     else:
-        first = (day * DAY_BINS - SPILL_BINS) % WEEK_BINS
+        first = window_first_bin(day)
         local = np.arange(WINDOW_BINS)
         on_day = (local >= SPILL_BINS) & (local < SPILL_BINS + DAY_BINS)
         # Off the day, a start nearer the day is closer to what its owner asked for.
