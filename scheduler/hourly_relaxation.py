@@ -201,7 +201,7 @@ def whole_lengths_bound(days: np.ndarray, lengths: np.ndarray, weights: np.ndarr
     per_minute = np.repeat(weights / weights.sum(), HOUR) / HOUR
     # Two weeks end to end: every span from any start in the first ends inside them.
     running = np.concatenate(([0.0], np.cumsum(np.tile(per_minute, 2))))
-    minutes = np.arange(WEEK_BINS)
+    minutes, window = np.arange(WEEK_BINS), np.arange(WINDOW_BINS)
     keys, counts = np.unique(
         np.stack((days.astype(np.int64), lengths.astype(np.int64))), axis=1, return_counts=True
     )
@@ -209,10 +209,8 @@ def whole_lengths_bound(days: np.ndarray, lengths: np.ndarray, weights: np.ndarr
     for length in np.unique(keys[1]).tolist():
         cost = running[minutes + length] - running[minutes]  # a run starting at each minute
         daily_cost = cost.reshape(7, DAY_BINS).sum(axis=0)  # a daily run: the same every day
-        window = np.arange(WINDOW_BINS)
-        for day, count in zip(
-            keys[0][keys[1] == length].tolist(), counts[keys[1] == length].tolist(), strict=True
-        ):
+        of_length = keys[1] == length
+        for day, count in zip(keys[0][of_length].tolist(), counts[of_length].tolist(), strict=True):
             if day == DAILY:
                 cheapest = daily_cost.min()
             else:
