@@ -555,7 +555,7 @@ def _replan_over_target(
         if fine_ahead is not None:
             fine = fine_ahead.result()
         else:
-            fine = _lowest_limit(days, durations, FINE_GRID, deadline - FINISHING_S - MIN_SEARCH_S)
+            fine = _fine_limit(days, durations, deadline)
         if fine is not None:
             lowest, lowest_cap, grid = fine, fine.cap, FINE_GRID
     started = time.monotonic()
@@ -616,6 +616,37 @@ def _lowest_limit(
         return on_day_limit(days, durations, None, grid=grid, deadline=deadline)
     except RuntimeError:
         return None
+
+
+def _fine_limit(days: np.ndarray, durations: np.ndarray, deadline: float) -> OnDayLimit | None:
+    """The quarter-hour LP at its lowest cap, leaving the searches their least time before
+    `deadline`; None if it ran out of time."""
+    return _lowest_limit(days, durations, FINE_GRID, deadline - FINISHING_S - MIN_SEARCH_S)
+
+
+def _plan_day_by_day(
+    days: np.ndarray,
+    durations: np.ndarray,
+    lengths: np.ndarray,
+    codes: np.ndarray,
+    current: np.ndarray,
+    target: float,
+    progress: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(which schedules had an allowed slot, slots, load, schedules placed anew): the kept slots
+    that fit under the target, the rest placed day by day."""
+    had_slot = _allowed_slots(days, current)
+    keep = had_slot.copy()
+    load = np.zeros(WEEK_BINS)
+    add_schedules(load, days[keep], current[keep], durations[keep])
+    _evict_over_cap(load, days, current, durations, keep, target)
+    slots = np.where(keep, current, -1)
+    todo = np.flatnonzero(~keep)
+    for members, slot_of in _place_all(load, days, lengths, codes, todo, target):
+        slots[members] = slot_of
+        if progress is not None:
+            progress(members.size)
+    return had_slot, slots, load, todo
 
 
 def _plan_peak_first(
@@ -684,20 +715,11 @@ def rebalance(
         fine_ahead = None
         in_time = deadline - time.monotonic() >= FINE_LP_NEEDS_S
         if not lp_failed and in_time and _fine_wanted(target, near):
-            fine_deadline = deadline - FINISHING_S - MIN_SEARCH_S
-            fine_ahead = beside.submit(_lowest_limit, days, durations, FINE_GRID, fine_deadline)
+            fine_ahead = beside.submit(_fine_limit, days, durations, deadline)
 
-        had_slot = _allowed_slots(days, current)
-        keep = had_slot.copy()
-        load = np.zeros(WEEK_BINS)
-        add_schedules(load, days[keep], current[keep], durations[keep])
-        _evict_over_cap(load, days, current, durations, keep, target)
-        slots = np.where(keep, current, -1)
-        todo = np.flatnonzero(~keep)
-        for members, slot_of in _place_all(load, days, lengths, codes, todo, target):
-            slots[members] = slot_of
-            if progress is not None:
-                progress(members.size)
+        had_slot, slots, load, todo = _plan_day_by_day(
+            days, durations, lengths, codes, current, target, progress
+        )
         if load.max() > target + 1e-9:
             other, other_load = _replan_over_target(
                 days,
