@@ -55,7 +55,6 @@ def read_fleet(path: Path) -> Fleet:
         if missing:
             raise FleetError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
         at_server, at_tenant, at_day, at_duration = (header.index(c) for c in FLEET_COLUMNS)
-        day_of: dict[str, int | None] = {}
         for row in reader:
             if not row:  # a blank line, as a DictReader skips it
                 continue
@@ -75,9 +74,7 @@ def read_fleet(path: Path) -> Fleet:
             if not tenant:
                 raise FleetError(f"{path}: line {line}: empty tenant_id")
             day_text = row[at_day].strip()
-            if day_text not in day_of:
-                day_of[day_text] = DAILY if not day_text else day_number(day_text)
-            day = day_of[day_text]
+            day = DAILY if not day_text else day_number(day_text)
             if day is None:
                 raise FleetError(
                     f"{path}: line {line}: unknown day {day_text!r}; expected one of "
