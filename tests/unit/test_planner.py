@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -254,28 +255,40 @@ def test_the_cap_asked_of_the_lp_is_the_highest_whose_plan_fits_found_by_halving
     assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, time.monotonic()) is None
 
 
-def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_less(
-    monkeypatch,
-) -> None:
-    """No plan goes below the bound: reaching it ends the search. A small fleet's peak is a few
-    runs; its searches get less time. The quarter-hour LP is solved beside the first plan."""
-    goals: list[float] = []
-    fine_in: list[str] = []
+@dataclass
+class _Calls:
+    searches: list[tuple[float, float]]  # (budget_s, goal) of each search for a lower peak
+    lps: list[tuple[object, str]]  # (grid, thread's name) of each LP solved at its lowest cap
+
+
+@pytest.fixture
+def planner_calls(monkeypatch) -> _Calls:  # type: ignore[no-untyped-def]
+    """The planner's searches and lowest-cap LPs, recorded on their way through."""
+    calls = _Calls([], [])
     real_lower_peak, real_lowest_limit = planner.lower_peak, planner._lowest_limit
 
     def lower_peak(load, days, lengths, slots, budget_s, goal=0.0):  # type: ignore[no-untyped-def]
-        goals.append(goal)
+        calls.searches.append((budget_s, goal))
         return real_lower_peak(load, days, lengths, slots, budget_s, goal)
 
     def lowest_limit(days, durations, grid=planner.HALF_HOURS, deadline=float("inf")):  # type: ignore[no-untyped-def]
-        if grid == planner.FINE_GRID:
-            fine_in.append(threading.current_thread().name)
+        calls.lps.append((grid, threading.current_thread().name))
         return real_lowest_limit(days, durations, grid, deadline)
 
     monkeypatch.setattr(planner, "lower_peak", lower_peak)
     monkeypatch.setattr(planner, "_lowest_limit", lowest_limit)
+    return calls
+
+
+def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_less(
+    planner_calls,
+) -> None:
+    """No plan goes below the bound: reaching it ends the search. A small fleet's peak is a few
+    runs; its searches get less time. The quarter-hour LP is solved beside the first plan."""
     days, durations, tenants = skewed_fleet(1500)
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), 1.0, with_limit=False)
+    goals = [goal for _, goal in planner_calls.searches]
+    fine_in = [name for grid, name in planner_calls.lps if grid == planner.FINE_GRID]
     assert plan.lower_bound == np.ceil(plan.lower_bound) > 1.0
     assert goals and all(goal == plan.lower_bound for goal in goals)
     assert len(fine_in) == 1 and fine_in[0] != threading.main_thread().name
@@ -287,28 +300,15 @@ def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_l
 
 
 def test_a_rebalance_short_of_time_leaves_out_the_finer_lp_and_searches_briefly(
-    monkeypatch,
+    planner_calls,
 ) -> None:
     """Out of time after the first plan (a million schedules on a slow machine), the plan still
     follows the half-hour LP, with the shortest search, inside the windows."""
-    grids: list[object] = []
-    budgets: list[float] = []
-    real_lowest_limit, real_lower_peak = planner._lowest_limit, planner.lower_peak
-
-    def lowest_limit(days, durations, grid=planner.HALF_HOURS, deadline=float("inf")):  # type: ignore[no-untyped-def]
-        grids.append(grid)
-        return real_lowest_limit(days, durations, grid, deadline)
-
-    def lower_peak(load, days, lengths, slots, budget_s, goal=0.0):  # type: ignore[no-untyped-def]
-        budgets.append(budget_s)
-        return real_lower_peak(load, days, lengths, slots, budget_s, goal)
-
-    monkeypatch.setattr(planner, "_lowest_limit", lowest_limit)
-    monkeypatch.setattr(planner, "lower_peak", lower_peak)
     days, durations, tenants = skewed_fleet(1500)
     none = np.full(days.size, -1)
     plan = rebalance(days, durations, tenants, none, 1.0, with_limit=False, time_limit_s=0.0)
-    assert grids == [planner.HALF_HOURS]
+    budgets = [budget for budget, _ in planner_calls.searches]
+    assert [grid for grid, _ in planner_calls.lps] == [planner.HALF_HOURS]
     assert budgets and max(budgets) <= planner.MIN_SEARCH_S
     assert_slots_allowed(days, plan.slot_s)
     assert plan.peak <= plan.lower_bound * 1.15
