@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 import requests
 
 from tests.support import databases
-from tests.support.processes import BIN, free_port, wait_for
+from tests.support.processes import BIN, free_ports, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,29 +32,13 @@ API_METRICS = (
 POOLS = ("tick", "create", "poll", "retention", "plan")
 
 
-def _free_run(count: int) -> int:
-    """A first port with `count` free ports from it on (the exporters of beat and the pools)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + count):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise AssertionError("no run of free ports")
-
-
 class Up:
     """One `scheduled-images up`, in a session of its own: the test's signals reach only it."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port, self.flower_port = free_port(), free_port()
-        self.metrics_base = _free_run(1 + len(POOLS))
+        # The API, flower, then beat's and each pool's exporter.
+        self.port = free_ports(3 + len(POOLS))
+        self.flower_port, self.metrics_base = self.port + 1, self.port + 2
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log = log.open("ab")
@@ -173,9 +156,16 @@ def _check_running_service(up: Up, servers: list[str], state_dir: Path) -> None:
     poll = f"http://127.0.0.1:{up.metrics_base + 1 + POOLS.index('poll')}/metrics"
 
     def image_duration() -> bool:
-        return 'si_image_duration_seconds_count{trigger="manual"}' in requests.get(poll).text
+        try:
+            text = requests.get(poll, timeout=5).text
+        except requests.ConnectionError:
+            return False
+        return 'si_image_duration_seconds_count{trigger="manual"}' in text
 
-    wait_for(image_duration, 10, "the image duration histogram")
+    try:
+        wait_for(image_duration, 10, "the image duration histogram")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{up.text()[-6000:]}") from None
     assert "si_task_seconds_bucket" in requests.get(poll, timeout=5).text
 
 

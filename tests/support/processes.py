@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,10 +20,36 @@ import redis
 BIN = Path(sys.executable).parent
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free to listen on, below the ephemeral range.
+
+    A port from inside that range, once let go, may be taken as the local end of any outgoing
+    connection (the service's own to Redis and PostgreSQL) before the server binds it.
+    """
+    top = min(_ephemeral_ports().start, 65536) - count
+    for _ in range(100):
+        base = random.randrange(10000, top)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no run of {count} free ports")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)
 
 
 def redis_executable() -> str:
