@@ -20,21 +20,23 @@ import redis
 BIN = Path(sys.executable).parent
 
 
-def _ephemeral_ports() -> range:
+def _first_ephemeral_port() -> int:
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return range(int(low), int(high) + 1)
-    except (OSError, ValueError):
-        return range(32768, 61000)
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_ports(count: int) -> int:
     """The first of `count` consecutive ports free to listen on, below the ephemeral range.
 
     A port from inside that range, once let go, may be taken as the local end of any outgoing
-    connection (the service's own to Redis and PostgreSQL) before the server binds it.
+    connection (the service's own to Redis and PostgreSQL) before the server binds it. A machine
+    whose ephemeral range leaves too little room below gets ports from anywhere above 10000.
     """
-    top = min(_ephemeral_ports().start, 65536) - count
+    top = min(_first_ephemeral_port(), 65536) - count
+    if top <= 10000:
+        top = 65536 - count
     for _ in range(100):
         base = random.randrange(10000, top)
         try:
