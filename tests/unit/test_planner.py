@@ -49,6 +49,20 @@ def test_roomy_cap_keeps_everyone_on_their_day_and_under_the_cap() -> None:
     assert_slots_allowed(days, plan.slot_s)
 
 
+def test_with_room_to_spare_the_plan_keeps_nearly_the_lp_s_share_on_their_day_and_stays() -> None:
+    """Here the day-by-day plan, laying daily runs flat, fits under the cap with 5 points fewer
+    weekly schedules on their day than the LP keeps; the plan following the LP's starts is made
+    too and kept. Rebalancing that plan moves nothing."""
+    days, durations, tenants = skewed_fleet(2000)
+    cap = np.ceil(lower_bound(days, durations, hourly=True).value * 1.1)
+    plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap)
+    assert plan.peak <= cap
+    assert plan.on_day_share >= plan.max_on_day_share - 0.035
+    assert_slots_allowed(days, plan.slot_s)
+    again = rebalance(days, durations, tenants, plan.slot_s, cap)
+    assert again.moved == 0
+
+
 def test_weekly_work_spills_to_the_edges_when_the_day_is_full() -> None:
     days = np.full(400, 6, dtype=np.int8)  # all on Sunday, two hours each
     durations = np.full(400, 7200.0)
