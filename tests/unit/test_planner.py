@@ -63,6 +63,20 @@ def test_with_room_to_spare_the_plan_keeps_nearly_the_lp_s_share_on_their_day_an
     assert again.moved == 0
 
 
+def test_when_no_asked_cap_s_plan_fits_the_plan_at_the_cap_itself_is_tried(monkeypatch) -> None:
+    """Just above the bound there may be no room for what realising the LP usually adds, and
+    no asked cap's plan; the LP at the cap can still give a plan under it, with more on their
+    day than the lowest cap's (here 95% against 91%)."""
+    days, durations, tenants = skewed_fleet(1000)
+    cap = lower_bound(days, durations, hourly=True).value + 1
+    monkeypatch.setattr(planner, "_plan_asked", lambda *args, **kwargs: None)
+    monkeypatch.setattr(planner, "SHARE_SHORTFALL", 1.0)
+    plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap)
+    assert plan.peak <= cap
+    assert plan.on_day_share >= plan.max_on_day_share - 0.04
+    assert_slots_allowed(days, plan.slot_s)
+
+
 def test_weekly_work_spills_to_the_edges_when_the_day_is_full() -> None:
     days = np.full(400, 6, dtype=np.int8)  # all on Sunday, two hours each
     durations = np.full(400, 7200.0)
