@@ -63,17 +63,19 @@ def test_with_room_to_spare_the_plan_keeps_nearly_the_lp_s_share_on_their_day_an
     assert again.moved == 0
 
 
-def test_when_no_asked_cap_s_plan_fits_the_plan_at_the_cap_itself_is_tried(monkeypatch) -> None:
-    """Just above the bound there may be no room for what realising the LP usually adds, and
-    no asked cap's plan; the LP at the cap can still give a plan under it, with more on their
-    day than the lowest cap's (here 95% against 91%)."""
-    days, durations, tenants = skewed_fleet(1000)
+def test_with_no_room_for_what_realising_adds_the_plan_at_the_cap_itself_goes_first() -> None:
+    """A run above the bound there is no room above the LP's lowest cap for what realising its
+    starts usually adds; the plan at the cap itself still gets under it, with nearly the LP's
+    share on their day, where the lowest cap's keeps 15 points fewer."""
+    rng = np.random.default_rng(7)
+    p = np.array([0.05, 0.05, 0.05, 0.05, 0.05, 0.15, 0.6])  # weekly only, most on Sunday
+    durations = np.round(np.exp(rng.uniform(np.log(60), np.log(6 * 3600), 5000)))
+    days = rng.choice(7, 5000, p=p / p.sum()).astype(np.int8)
+    tenants = rng.integers(0, 166, 5000)
     cap = lower_bound(days, durations, hourly=True).value + 1
-    monkeypatch.setattr(planner, "_plan_asked", lambda *args, **kwargs: None)
-    monkeypatch.setattr(planner, "SHARE_SHORTFALL", 1.0)
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap)
     assert plan.peak <= cap
-    assert plan.on_day_share >= plan.max_on_day_share - 0.04
+    assert plan.on_day_share >= plan.max_on_day_share - 0.03
     assert_slots_allowed(days, plan.slot_s)
 
 
