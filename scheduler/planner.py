@@ -542,10 +542,11 @@ def _replan_over_target(
 
     When the target can be met, the LP is asked for caps under it (`_plan_asked`): of plans that
     fit, those keep the most runs on their day. If none gets under, the LP at the cap itself may
-    still give a plan that does. Else, or if the target cannot be met, the plan follows the LP at
-    its lowest cap, and last the plan minding the peak alone; the
-    lowest peak is kept. `judged`, the LP that judges the plan, if solved: its lowest cap is
-    the one to ask above, and when it could not meet the cap it is the LP at that lowest cap.
+    still give a plan that does (on a large fleet with no room above the lowest cap for what
+    realising adds, it goes first). Else, or if the target cannot be met, the plan follows the
+    LP at its lowest cap, and last the plan minding the peak alone; the lowest peak is kept.
+    `judged`, the LP that judges the plan, if solved: its lowest cap is the one to ask above,
+    and when it could not meet the cap it is the LP at that lowest cap.
     `lp_failed`: that LP ran out of time, and so would these: the plan minding the peak alone.
     `fine_ahead`: the quarter-hour LP at its lowest cap, if already under way.
     """
@@ -648,8 +649,9 @@ def _plan_for_share(
     limit: OnDayLimit,
     deadline: float,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(slots, load) under the target following the LP asked for caps under it, its runs then
-    pulled onto their day; None if no asked cap's plan fit in the time before `deadline`."""
+    """(slots, load) under the target following `limit`, the LP at the cap, or else the LP
+    asked for caps under it, its runs then pulled onto their day; None if no plan fit in the
+    time before `deadline`."""
     started = time.monotonic()
     total = min(_search_budget(days.size), deadline - FINISHING_S - started)
     if total < MIN_SEARCH_S:
