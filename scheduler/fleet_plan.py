@@ -130,9 +130,9 @@ def rebalance_fleet(session: orm.Session, cap: float, now: dt.datetime) -> Rebal
     fleet = load_fleet(session)
     if fleet.ids.size == 0:
         return RebalanceSummary(0, 0, 0.0, 0.0, "no schedules", 1.0, cap)
-    plan = rebalance(
-        fleet.day_of_week, fleet.duration_s, fleet.tenant_id, fleet.slot_s, cap, with_limit=False
-    )
+    # With the LPs that judge the plan: a plan short of their share on their day is made again
+    # from them, and the bound the target falls back to is the hourly one, as `simulate` plans.
+    plan = rebalance(fleet.day_of_week, fleet.duration_s, fleet.tenant_id, fleet.slot_s, cap)
     moved = np.flatnonzero(plan.slot_s != fleet.slot_s)
     if moved.size:
         nexts = [
