@@ -23,6 +23,16 @@ def skewed_fleet(size: int, seed: int = 1):
     return days, durations, tenants
 
 
+def sunday_fleet(size: int, seed: int = 7):
+    """Weekly only, 60% on Sunday; one minute to six hours, lengths spread widely."""
+    rng = np.random.default_rng(seed)
+    p = np.array([0.05, 0.05, 0.05, 0.05, 0.05, 0.15, 0.6])
+    durations = np.round(np.exp(rng.uniform(np.log(60), np.log(6 * 3600), size)))
+    days = rng.choice(7, size, p=p / p.sum()).astype(np.int8)
+    tenants = rng.integers(0, max(5, size // 30), size)
+    return days, durations, tenants
+
+
 def crowd(sessions, count: int, day: int | None = None) -> None:  # type: ignore[no-untyped-def]
     """`count` one-hour schedules all on the same minute: the plan a naive scheduler makes."""
     slot = 3600 if day is None else day * 86400 + 3600

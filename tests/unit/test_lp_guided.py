@@ -9,9 +9,9 @@ import pytest
 from scheduler.load_profile import DAY_BINS, WEEK_BINS, duration_bins
 from scheduler.lower_bound import lower_bound
 from scheduler.lp_guided import _Covering, lower_peak, realise
-from scheduler.on_day_limit import on_day_limit
+from scheduler.on_day_limit import StartGrid, on_day_limit
 from scheduler.planner import FINE_GRID, planned_load, rebalance
-from tests.support.fleets import assert_slots_allowed, skewed_fleet
+from tests.support.fleets import assert_slots_allowed, skewed_fleet, sunday_fleet
 
 
 def test_realised_starts_lie_in_their_windows_on_whole_minutes() -> None:
@@ -34,6 +34,16 @@ def test_a_finer_grid_lowers_the_lowest_cap_and_its_starts_stay_in_their_windows
     assert (slots >= 0).all()
     assert (slots % 60 == 0).all()
     assert_slots_allowed(days, slots)
+
+
+def test_more_length_classes_lower_the_lowest_cap_where_lengths_spread_widely() -> None:
+    """A class's runs start alike: with 24 classes, not 12, a day's longest runs need not start
+    with its short ones."""
+    days, durations, _ = sunday_fleet(5000)
+    coarse = on_day_limit(days, durations, None, grid=StartGrid(30, weekly_classes=12))
+    default = on_day_limit(days, durations, None)
+    assert default.grid.weekly_classes == 24
+    assert default.lowest < coarse.lowest - 0.5
 
 
 def test_lowering_the_peak_never_raises_it_and_keeps_the_load_exact() -> None:

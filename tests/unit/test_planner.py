@@ -18,7 +18,7 @@ from scheduler.load_profile import DAILY, WEEK_BINS, LoadProfile, sliding_max
 from scheduler.lower_bound import _in_flight_whatever_the_start, lower_bound
 from scheduler.on_day_limit import OnDayLimit, max_on_day_share
 from scheduler.planner import FINE_GRID, _pull_onto_days, planned_load, rebalance
-from tests.support.fleets import assert_slots_allowed, skewed_fleet
+from tests.support.fleets import assert_slots_allowed, skewed_fleet, sunday_fleet
 
 
 @given(
@@ -67,11 +67,7 @@ def test_with_no_room_for_what_realising_adds_the_plan_at_the_cap_itself_goes_fi
     """A run above the bound there is no room above the LP's lowest cap for what realising its
     starts usually adds; the plan at the cap itself still gets under it, with nearly the LP's
     share on their day, where the lowest cap's keeps 15 points fewer."""
-    rng = np.random.default_rng(7)
-    p = np.array([0.05, 0.05, 0.05, 0.05, 0.05, 0.15, 0.6])  # weekly only, most on Sunday
-    durations = np.round(np.exp(rng.uniform(np.log(60), np.log(6 * 3600), 5000)))
-    days = rng.choice(7, 5000, p=p / p.sum()).astype(np.int8)
-    tenants = rng.integers(0, 166, 5000)
+    days, durations, tenants = sunday_fleet(5000)
     cap = lower_bound(days, durations, hourly=True).value + 1
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap)
     assert plan.peak <= cap
