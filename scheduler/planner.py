@@ -107,7 +107,7 @@ MIN_SEARCH_S = 2.0
 # third minute. Its lowest cap is 0.4% lower at 100,000 schedules, and the planner's peak below
 # the bound 1.012 x bound instead of 1.015 (by the bound before it priced whole lengths), for
 # the 15-20 s of a second LP.
-FINE_GRID = StartGrid(15, 3)
+FINE_GRID = StartGrid(15, 3, weekly_classes=12)  # 24 classes take it past its time
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
 # or at any time of day for a daily schedule.
@@ -566,7 +566,9 @@ def _replan_over_target(
             fine = fine_ahead.result()
         else:
             fine = _fine_limit(days, durations, deadline)
-        if fine is not None:
+        # Its periods are finer but its classes coarser: on a fleet of widely spread lengths
+        # the half-hour LP can reach lower.
+        if fine is not None and fine.cap < lowest_cap:
             lowest, lowest_cap, grid = fine, fine.cap, FINE_GRID
     started = time.monotonic()
     total = min(_search_budget(days.size), max(MIN_SEARCH_S, deadline - FINISHING_S - started))
