@@ -23,7 +23,7 @@ from scheduler.load_profile import DAILY, as_day_array, duration_bins
 HOURS = 168
 LP_TIME_LIMIT_S = 20.0
 # The quarter-hour LP's interior point solve takes 15-19 s on this machine (2 cores), the
-# half-hour one 3-4 s; the simplex that follows a timed-out one rarely finishes either.
+# half-hour one 2-8 s; the simplex that follows a timed-out one rarely finishes either.
 TIE_BREAK_TIME_LIMIT_S = 25.0
 DAILY_CLASSES = 6
 # HiGHS's interior point method first (see `solve`), its simplex if that runs out of time.
