@@ -474,8 +474,7 @@ def _plan_under(
         limit = on_day_limit(days, durations, asked, lowest, grid)
     except RuntimeError:  # out of time: no plan from this cap
         return None
-    slots, load = _plan_guided(days, durations, lengths, codes, limit, target, budget_s)
-    return (slots, load) if load.max() <= target + 1e-9 else None
+    return _plan_if_fits(days, durations, lengths, codes, limit, target, budget_s)
 
 
 def _plan_asked(
@@ -590,7 +589,7 @@ def _replan_over_target(
         and days.size >= FULL_SEARCH_FROM
     )
     if cap_first and at_cap is not None:
-        plan = _plan_at_cap(days, durations, lengths, codes, at_cap, target, total * 2 / 3)
+        plan = _plan_if_fits(days, durations, lengths, codes, at_cap, target, total * 2 / 3)
         if plan is not None:
             return plan
     # On the quarter-hour grid each asked cap takes a slow LP: with no room above the lowest
@@ -607,7 +606,7 @@ def _replan_over_target(
         # No asked cap's plan fit; the plan at the cap may still get under, with moves off the
         # busiest minutes: half the time left, the rest the lowest cap's.
         budget = max(MIN_SEARCH_S, (started + total - time.monotonic()) / 2)
-        plan = _plan_at_cap(days, durations, lengths, codes, at_cap, target, budget)
+        plan = _plan_if_fits(days, durations, lengths, codes, at_cap, target, budget)
         if plan is not None:
             return plan
     if lowest is None:  # the judging LP met the cap: the lowest cap's starts are solved now
@@ -627,18 +626,18 @@ def _replan_over_target(
     return slots, load
 
 
-def _plan_at_cap(
+def _plan_if_fits(
     days: np.ndarray,
     durations: np.ndarray,
     lengths: np.ndarray,
     codes: np.ndarray,
-    judged: OnDayLimit,
+    limit: OnDayLimit,
     target: float,
     budget_s: float,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(slots, load) following `judged`, the LP at the cap, if its plan gets under the target
-    within `budget_s` seconds of search."""
-    slots, load = _plan_guided(days, durations, lengths, codes, judged, target, budget_s)
+    """(slots, load) following the LP's `limit`, if its plan gets under the target within
+    `budget_s` seconds of search."""
+    slots, load = _plan_guided(days, durations, lengths, codes, limit, target, budget_s)
     return (slots, load) if load.max() <= target + 1e-9 else None
 
 
@@ -661,7 +660,7 @@ def _plan_for_share(
     # The LP at the cap keeps the most on their day: when its plan fits (as it often does with
     # room to spare, in a few seconds) no asked cap's can do better.
     first = min(ASKED_TRY_BUDGET_S, total)
-    plan = _plan_at_cap(days, durations, lengths, codes, limit, target, first)
+    plan = _plan_if_fits(days, durations, lengths, codes, limit, target, first)
     if plan is None:
         plan = _plan_asked(days, durations, lengths, codes, target, limit.lowest, started + total)
     if plan is not None:
