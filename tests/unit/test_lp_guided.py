@@ -97,6 +97,29 @@ def test_runs_covering_a_minute_are_found_after_moves_and_across_the_week_s_end(
             assert np.array_equal(np.sort(runs.at(minute)), expected)
 
 
+@pytest.mark.parametrize(
+    ("fleet", "size", "seed"),
+    [
+        (skewed_fleet, 500, 1),
+        (skewed_fleet, 500, 2),
+        (skewed_fleet, 1000, 3),
+        (sunday_fleet, 500, 2),
+    ],
+)
+def test_a_plan_stuck_a_run_above_the_bound_gets_down_to_it(fleet, size, seed) -> None:
+    """Moving runs one below the peak, with steps sideways, left these a run above the bound
+    after 5 s (and 40 s); weighing the minutes long at the peak gets them down to it."""
+    days, durations, _ = fleet(size, seed)
+    bound = lower_bound(days, durations, hourly=True).value
+    lengths = duration_bins(durations)
+    slots = realise(days, lengths, on_day_limit(days, durations, None))
+    load = planned_load(days, lengths * 60, slots)
+    lower_peak(load, days, lengths, slots, budget_s=5.0, goal=bound)
+    assert load.max() == bound
+    assert np.array_equal(load, planned_load(days, lengths * 60, slots))
+    assert_slots_allowed(days, slots)
+
+
 def test_lowering_the_peak_stops_at_its_goal() -> None:
     days, durations, _ = skewed_fleet(1500)
     lengths = duration_bins(durations)

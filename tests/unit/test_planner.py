@@ -309,8 +309,8 @@ def planner_calls(monkeypatch) -> _Calls:  # type: ignore[no-untyped-def]
 def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_less(
     planner_calls,
 ) -> None:
-    """No plan goes below the bound: reaching it ends the search. A small fleet's peak is a few
-    runs; its searches get less time. The quarter-hour LP is solved beside the first plan."""
+    """No plan goes below the bound: reaching it ends the search. Below the bound a small
+    fleet's searches get less time. The quarter-hour LP is solved beside the first plan."""
     days, durations, tenants = skewed_fleet(1500)
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), 1.0, with_limit=False)
     goals = [goal for _, goal in planner_calls.searches]
@@ -323,6 +323,8 @@ def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_l
     assert planner._search_budget(5_000) == pytest.approx(0.5 * planner.REPLAN_BUDGET_S)
     assert planner._search_budget(100_000) == planner.REPLAN_BUDGET_S
     assert planner._search_budget(1_000_000) == 0.5 * planner.REPLAN_BUDGET_S
+    # A cap that can be met is a promise: a small fleet a run above it gets the whole time.
+    assert planner._search_budget(1_000, meetable=True) == planner.REPLAN_BUDGET_S
 
 
 def test_a_rebalance_short_of_time_leaves_out_the_finer_lp_and_searches_briefly(
