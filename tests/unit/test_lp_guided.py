@@ -3,14 +3,16 @@ allows."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from scheduler.load_profile import DAY_BINS, WEEK_BINS, duration_bins
 from scheduler.lower_bound import lower_bound
-from scheduler.lp_guided import _Covering, lower_peak, realise
+from scheduler.lp_guided import _Covering, lower_peak, raise_on_day_share, realise
 from scheduler.on_day_limit import StartGrid, on_day_limit
-from scheduler.planner import FINE_GRID, planned_load, rebalance
+from scheduler.planner import FINE_GRID, _pull_onto_days, on_day_share, planned_load, rebalance
 from tests.support.fleets import assert_slots_allowed, skewed_fleet, sunday_fleet
 
 
@@ -116,6 +118,27 @@ def test_a_plan_stuck_a_run_above_the_bound_gets_down_to_it(fleet, size, seed) -
     load = planned_load(days, lengths * 60, slots)
     lower_peak(load, days, lengths, slots, budget_s=5.0, goal=bound)
     assert load.max() == bound
+    assert np.array_equal(load, planned_load(days, lengths * 60, slots))
+    assert_slots_allowed(days, slots)
+
+
+def test_runs_go_back_onto_their_day_where_others_make_room_under_the_cap() -> None:
+    """At the bound, moving runs back onto their day only where there is room leaves many off
+    it; making room for them puts back two points more (of the three it can), under the cap."""
+    days, durations, _ = skewed_fleet(1000, 3)
+    bound = lower_bound(days, durations, hourly=True).value
+    lengths = duration_bins(durations)
+    slots = realise(days, lengths, on_day_limit(days, durations, None))
+    load = planned_load(days, lengths * 60, slots)
+    lower_peak(load, days, lengths, slots, budget_s=5.0, goal=bound)
+    _pull_onto_days(load, days, lengths, slots, np.arange(days.size), bound)
+    weekly = int((days != -1).sum())
+    before = on_day_share(days, slots)
+    wanted = round(before * weekly) + 15  # two points more
+    gained = raise_on_day_share(load, days, lengths, slots, bound, time.monotonic() + 10, wanted)
+    assert gained == 15
+    assert on_day_share(days, slots) == pytest.approx(before + 15 / weekly)
+    assert load.max() <= bound
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
     assert_slots_allowed(days, slots)
 
