@@ -116,7 +116,7 @@ def test_a_plan_stuck_a_run_above_the_bound_gets_down_to_it(fleet, size, seed) -
     lengths = duration_bins(durations)
     slots = realise(days, lengths, on_day_limit(days, durations, None))
     load = planned_load(days, lengths * 60, slots)
-    lower_peak(load, days, lengths, slots, budget_s=5.0, goal=bound)
+    lower_peak(load, days, lengths, slots, budget_s=20.0, goal=bound)  # under a second alone
     assert load.max() == bound
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
     assert_slots_allowed(days, slots)
@@ -130,12 +130,16 @@ def test_runs_go_back_onto_their_day_where_others_make_room_under_the_cap() -> N
     lengths = duration_bins(durations)
     slots = realise(days, lengths, on_day_limit(days, durations, None))
     load = planned_load(days, lengths * 60, slots)
-    lower_peak(load, days, lengths, slots, budget_s=5.0, goal=bound)
+    lower_peak(load, days, lengths, slots, budget_s=30.0, goal=bound)  # under a second alone
+    assert load.max() == bound
     _pull_onto_days(load, days, lengths, slots, np.arange(days.size), bound)
     weekly = int((days != -1).sum())
     before = on_day_share(days, slots)
     wanted = round(before * weekly) + 15  # two points more
-    gained = raise_on_day_share(load, days, lengths, slots, bound, time.monotonic() + 10, wanted)
+    # The room made for each run is given more time than the planner gives it: beside other
+    # tests a search gets less done in the time.
+    deadline = time.monotonic() + 30
+    gained = raise_on_day_share(load, days, lengths, slots, bound, deadline, wanted, repair_s=0.2)
     assert gained == 15
     assert on_day_share(days, slots) == pytest.approx(before + 15 / weekly)
     assert load.max() <= bound
