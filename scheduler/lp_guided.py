@@ -279,6 +279,7 @@ def raise_on_day_share(
     weekly = np.flatnonzero(days != DAILY)
     on_day = slots[weekly] // (DAY_BINS * BIN_S) == days[weekly]
     wanted = weekly.size if wanted is None else wanted
+    ones = np.ones(load.size)
     gained = attempts = 0
     progress = True
     while progress and time.monotonic() < deadline and on_day.sum() < wanted:
@@ -287,17 +288,24 @@ def raise_on_day_share(
         for i in off[np.lexsort((rng.random(off.size), lengths[off]))].tolist():
             if time.monotonic() >= deadline or on_day.sum() >= wanted:
                 break
-            day, length = int(days[i]), int(lengths[i])
             was_load, was_slots = load.copy(), slots.copy()
-            _add(load, day, length, int(slots[i]) // BIN_S, -1.0)
-            first = day * DAY_BINS
-            under = load[np.arange(first, first + DAY_BINS + length - 1) % WEEK_BINS]
-            costs = _window_sums((under >= target - 1e-9).astype(np.int64), 0, DAY_BINS, length)
-            start = first + int(rng.choice(np.flatnonzero(costs == costs.min())))
-            _add(load, day, length, start, 1.0)
+            # Onto its day where it fills the fewest minutes above the target: every start
+            # there costs less than one off it.
+            start = _move_out(
+                load,
+                ones,
+                int(days[i]),
+                int(lengths[i]),
+                int(slots[i]) // BIN_S,
+                target,
+                rng,
+                _KEPT,
+            )
+            if start is None:
+                continue
             slots[i] = start * BIN_S
             attempts += 1
-            if costs.min() > 0:
+            if load.max() > target + 1e-9:
                 lower_peak(
                     load, days, lengths, slots, repair_s, target, seed=attempts, off_day_cost=_KEPT
                 )

@@ -112,25 +112,28 @@ def test_a_plan_stuck_a_run_above_the_bound_gets_down_to_it(fleet, size, seed) -
     """Moving runs one below the peak, with steps sideways, left these a run above the bound
     after 5 s (and 40 s); weighing the minutes long at the peak gets them down to it."""
     days, durations, _ = fleet(size, seed)
+    bound, lengths, slots, load = _lowered_to_the_bound(days, durations)
+    assert load.max() == bound
+    assert np.array_equal(load, planned_load(days, lengths * 60, slots))
+    assert_slots_allowed(days, slots)
+
+
+def _lowered_to_the_bound(days, durations):  # type: ignore[no-untyped-def]
+    """(bound, lengths, slots, load): the LP's starts at its lowest cap, the peak then lowered
+    towards the bound (under a second alone; the budget leaves room beside other tests)."""
     bound = lower_bound(days, durations, hourly=True).value
     lengths = duration_bins(durations)
     slots = realise(days, lengths, on_day_limit(days, durations, None))
     load = planned_load(days, lengths * 60, slots)
-    lower_peak(load, days, lengths, slots, budget_s=20.0, goal=bound)  # under a second alone
-    assert load.max() == bound
-    assert np.array_equal(load, planned_load(days, lengths * 60, slots))
-    assert_slots_allowed(days, slots)
+    lower_peak(load, days, lengths, slots, budget_s=20.0, goal=bound)
+    return bound, lengths, slots, load
 
 
 def test_runs_go_back_onto_their_day_where_others_make_room_under_the_cap() -> None:
     """At the bound, moving runs back onto their day only where there is room leaves many off
     it; making room for them puts back two points more (of the three it can), under the cap."""
     days, durations, _ = skewed_fleet(1000, 3)
-    bound = lower_bound(days, durations, hourly=True).value
-    lengths = duration_bins(durations)
-    slots = realise(days, lengths, on_day_limit(days, durations, None))
-    load = planned_load(days, lengths * 60, slots)
-    lower_peak(load, days, lengths, slots, budget_s=30.0, goal=bound)  # under a second alone
+    bound, lengths, slots, load = _lowered_to_the_bound(days, durations)
     assert load.max() == bound
     _pull_onto_days(load, days, lengths, slots, np.arange(days.size), bound)
     weekly = int((days != -1).sum())
