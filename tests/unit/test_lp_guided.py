@@ -143,8 +143,10 @@ def test_runs_go_back_onto_their_day_where_others_make_room_under_the_cap() -> N
     # tests a search gets less done in the time.
     deadline = time.monotonic() + 30
     gained = raise_on_day_share(load, days, lengths, slots, bound, deadline, wanted, repair_s=0.2)
-    assert gained == 15
-    assert on_day_share(days, slots) == pytest.approx(before + 15 / weekly)
+    # One run put onto its day can take others with it (the repair prefers their day too), so
+    # the count may pass what was wanted.
+    assert gained >= 15
+    assert on_day_share(days, slots) == pytest.approx(before + gained / weekly)
     assert load.max() <= bound
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
     assert_slots_allowed(days, slots)
