@@ -88,13 +88,16 @@ def _create_or_find(rt: Runtime, session: orm.Session, run: Run, outcome: Outcom
     name = image_name(run.weekly, server_name, run.attempt_stamp or 0)
     now = rt.clock()
     try:
-        existing = [
-            image
+        named = [
+            image.id
             for image in rt.compute.list_server_images(run.tenant_id, run.server_id)
             if image.name == name and is_scheduled_image_of(image, run.server_id)
         ]
+        # The stamp is whole seconds, so a run started in the same second as the one before it
+        # has that run's image's name: only an image no run has recorded was made by this one.
+        existing = _unrecorded(session, run, named)
         if existing:
-            run.image_id = existing[0].id
+            run.image_id = existing[0]
             log.info("found the image made before a restart", extra={"image_id": run.image_id})
             return
         run.image_id = rt.compute.create_image(
@@ -118,6 +121,19 @@ def _create_or_find(rt: Runtime, session: orm.Session, run: Run, outcome: Outcom
         log.info("server busy; run waits", extra={"retry_at": run.not_before.isoformat()})
     except ComputeError as error:
         _attempt_failed(rt, run, now, f"create failed: {error}", outcome)
+
+
+def _unrecorded(session: orm.Session, run: Run, image_ids: list[str]) -> list[str]:
+    if not image_ids:
+        return []
+    recorded = set(
+        session.scalars(
+            sa.select(Run.image_id).where(
+                Run.server_id == run.server_id, Run.id != run.id, Run.image_id.in_(image_ids)
+            )
+        )
+    )
+    return [i for i in image_ids if i not in recorded]
 
 
 def check_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
