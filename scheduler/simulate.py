@@ -7,8 +7,10 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 import numpy as np
@@ -42,10 +44,10 @@ def read_fleet(path: Path) -> Fleet:
     days: list[int] = []
     durations: list[float] = []
     seen: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with open(path, "rb") as handle:
         # A plain reader with the columns' places: a DictReader's dict per row takes twice as
         # long on a million lines.
-        reader = csv.reader(handle)
+        reader = csv.reader(_text_lines(handle, path))
         header = [h.strip() for h in next(reader, [])]
         if not header:
             raise FleetError(
@@ -54,6 +56,9 @@ def read_fleet(path: Path) -> Fleet:
         missing = [c for c in FLEET_COLUMNS if c not in header]
         if missing:
             raise FleetError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise FleetError(f"{path}: line 1: column(s) {', '.join(twice)} appear twice")
         at_server, at_tenant, at_day, at_duration = (header.index(c) for c in FLEET_COLUMNS)
         for row in reader:
             if not row:  # a blank line, as a DictReader skips it
@@ -104,6 +109,18 @@ def read_fleet(path: Path) -> Fleet:
         day_of_week=np.array(days, dtype=np.int8),
         duration_s=np.array(durations, dtype=np.float64),
     )
+
+
+def _text_lines(handle: BinaryIO, path: Path) -> Iterator[str]:
+    """The file's lines as text, decoded one by one so that bytes that are not UTF-8 are
+    reported on their own line (a text stream decodes ahead, in blocks)."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise FleetError(
+                f"{path}: line {number}: not UTF-8 text (byte {error.start + 1} of the line)"
+            ) from None
 
 
 def write_plan(path: Path, server_id: list[str], slot_s: np.ndarray) -> None:
@@ -186,6 +203,42 @@ def _load_of(fleet: Fleet, plan: PlanResult, mask: np.ndarray) -> np.ndarray:
     return planned_load(fleet.day_of_week[mask], fleet.duration_s[mask], plan.slot_s[mask])
 
 
+def _finite(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    # FloatRange lets nan through (no comparison with it holds), and inf: neither is a cap.
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _in_a_writable_folder(
+    _ctx: click.Context, _param: click.Parameter, value: Path | None
+) -> Path | None:
+    """Checked before planning, which can take a minute: a file that cannot be written is
+    named then, and nothing is written."""
+    if value is None:
+        return None
+    folder = value.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"the folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"the folder {str(folder)!r} is not writable")
+    return value
+
+
+def _plot_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    value = _in_a_writable_folder(ctx, param, value)
+    if value is not None and value.suffix:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        formats = FigureCanvasAgg.get_supported_filetypes()
+        if value.suffix[1:].lower() not in formats:
+            raise click.BadParameter(
+                f"cannot draw a {value.suffix!r} file; name one ending in .png, or one of "
+                f"{', '.join('.' + f for f in sorted(formats))}"
+            )
+    return value
+
+
 @click.command("simulate")
 @click.option(
     "--fleet",
@@ -198,6 +251,7 @@ def _load_of(fleet: Fleet, plan: PlanResult, mask: np.ndarray) -> np.ndarray:
     "--capacity",
     required=True,
     type=click.FloatRange(min=0, min_open=True),
+    callback=_finite,
     help="The cap: image creations in flight at once.",
 )
 @click.option(
@@ -205,6 +259,7 @@ def _load_of(fleet: Fleet, plan: PlanResult, mask: np.ndarray) -> np.ndarray:
     "out_path",
     required=True,
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    callback=_in_a_writable_folder,
     help="Where to write the plan, CSV: server_id,slot_s.",
 )
 @click.option(
@@ -212,6 +267,7 @@ def _load_of(fleet: Fleet, plan: PlanResult, mask: np.ndarray) -> np.ndarray:
     "plot_path",
     default=None,
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    callback=_plot_path,
     help="Also draw the planned load over the week to this PNG.",
 )
 def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path | None) -> None:

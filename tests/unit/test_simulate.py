@@ -21,12 +21,14 @@ s5,t3,,7200
 """
 
 
-def run(tmp_path: Path, fleet: str, *extra: str):
-    (tmp_path / "fleet.csv").write_text(fleet)
-    out = tmp_path / "plan.csv"
+def run(  # type: ignore[no-untyped-def]
+    tmp_path: Path, fleet: str | bytes, *extra: str, capacity: str = "3", out: Path | None = None
+):
+    (tmp_path / "fleet.csv").write_bytes(fleet.encode() if isinstance(fleet, str) else fleet)
+    out = out or tmp_path / "plan.csv"
     result = CliRunner().invoke(
         simulate,
-        ["--fleet", str(tmp_path / "fleet.csv"), "--capacity", "3", "--out", str(out), *extra],
+        ["--fleet", str(tmp_path / "fleet.csv"), "--capacity", capacity, "--out", str(out), *extra],
     )
     return result, out
 
@@ -54,6 +56,8 @@ def test_plans_a_fleet_and_draws_it(tmp_path: Path) -> None:
         (GOOD + "s6,t1,,soon\n", 7, "not a number"),
         (GOOD + "s1,t9,,60\n", 7, "duplicate"),
         ("", 1, "empty"),
+        (GOOD.replace("expected_duration_s\n", "expected_duration_s,tenant_id\n"), 1, "twice"),
+        (GOOD.encode() + "s\u00e96,t1,,60\n".encode("latin-1"), 7, "not UTF-8"),
     ],
 )
 def test_rejects_a_bad_fleet_naming_the_line(tmp_path: Path, fleet, line, words) -> None:
@@ -67,4 +71,22 @@ def test_rejects_a_bad_fleet_naming_the_line(tmp_path: Path, fleet, line, words)
 def test_header_only_is_an_error(tmp_path: Path) -> None:
     result, out = run(tmp_path, "server_id,tenant_id,day_of_week,expected_duration_s\n")
     assert result.exit_code != 0 and "no schedules" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("capacity", ["nan", "inf", "-1", "0", "many"])
+def test_rejects_a_capacity_that_is_not_a_positive_number(tmp_path: Path, capacity) -> None:
+    result, out = run(tmp_path, GOOD, capacity=capacity)
+    assert result.exit_code == 2, result.output
+    assert "--capacity" in result.output
+    assert not out.exists()
+
+
+def test_an_output_it_cannot_write_is_named_before_planning(tmp_path: Path) -> None:
+    result, out = run(tmp_path, GOOD, out=tmp_path / "no such folder" / "plan.csv")
+    assert result.exit_code == 2, result.output
+    assert "--out" in result.output and "no such folder" in result.output
+    result, out = run(tmp_path, GOOD, "--plot", str(tmp_path / "load.xyz"))
+    assert result.exit_code == 2, result.output
+    assert "--plot" in result.output and "png" in result.output
     assert not out.exists()
