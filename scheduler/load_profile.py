@@ -35,6 +35,12 @@ def window_first_bin(day_of_week: np.ndarray | int) -> np.ndarray | int:
     return (day_of_week * DAY_BINS - SPILL_BINS) % WEEK_BINS
 
 
+def on_their_day(days: np.ndarray, slot_s: np.ndarray) -> np.ndarray:
+    """For weekly schedules' days and slots (seconds after Monday 00:00 UTC): whether each
+    slot lies on its chosen day, not in the window's spill into the days around it."""
+    return slot_s // DAY_S == days
+
+
 def duration_bins(duration_s: np.ndarray | float) -> np.ndarray:
     """Whole minutes a run of that length touches when it starts on a minute (at least one)."""
     bins = np.ceil(np.asarray(duration_s, dtype=np.float64) / BIN_S)

@@ -27,6 +27,7 @@ from scheduler.load_profile import (
     SPILL_BINS,
     WEEK_BINS,
     WINDOW_BINS,
+    on_their_day,
     window_first_bin,
 )
 from scheduler.on_day_limit import OnDayLimit
@@ -277,7 +278,7 @@ def raise_on_day_share(
     spread schedules at their bound from 94.8% to 99.7% in under a second (the LP: 100%)."""
     rng = np.random.default_rng(seed)
     weekly = np.flatnonzero(days != DAILY)
-    on_day = slots[weekly] // (DAY_BINS * BIN_S) == days[weekly]
+    on_day = on_their_day(days[weekly], slots[weekly])
     wanted = weekly.size if wanted is None else wanted
     ones = np.ones(load.size)
     gained = attempts = 0
@@ -309,7 +310,7 @@ def raise_on_day_share(
                 lower_peak(
                     load, days, lengths, slots, repair_s, target, seed=attempts, off_day_cost=_KEPT
                 )
-            now_on = slots[weekly] // (DAY_BINS * BIN_S) == days[weekly]
+            now_on = on_their_day(days[weekly], slots[weekly])
             if load.max() <= target + 1e-9 and now_on.sum() > on_day.sum():
                 gained += int(now_on.sum() - on_day.sum())
                 on_day = now_on

@@ -56,6 +56,7 @@ from scheduler.load_profile import (
     daily_fold,
     daily_starts,
     duration_bins,
+    on_their_day,
     span_bins,
     window_first_bin,
 )
@@ -159,8 +160,7 @@ def on_day_share(day_of_week: np.ndarray | Iterable[int | None], slot_s: np.ndar
     weekly = days != DAILY
     if not weekly.any():
         return 1.0
-    on = slots[weekly] // DAY_S == days[weekly]
-    return float(on.mean())
+    return float(on_their_day(days[weekly], slots[weekly]).mean())
 
 
 def _allowed_slots(days: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -420,7 +420,7 @@ def _pull_onto_days(
     somewhere (they may overlap the moved ones), that group is left as it was.
     """
     weekly = movable[days[movable] != DAILY]
-    off = weekly[slots[weekly] // DAY_S != days[weekly]]
+    off = weekly[~on_their_day(days[weekly], slots[weekly])]
     for members in _groups(off, days[off].astype(np.int64) * WEEK_BINS + lengths[off]):
         day, length = int(days[members[0]]), int(lengths[members[0]])
         before = load.copy()
