@@ -9,6 +9,7 @@ from common.db import make_engine, make_session_factory, transaction
 from common.embedded import resolve_urls
 from common.runtime_settings import inflight_cap
 from scheduler.fleet_plan import planned_week, rebalance_fleet
+from scheduler.planning_report import PlanningReport
 from scheduler.rebalances import lock_rebalancing
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -58,7 +59,8 @@ def rebalance_command() -> None:
             click.echo("another rebalance is running; waiting for it to end", err=True)
             lock_rebalancing(session, wait=True)
         cap = inflight_cap(session, settings.inflight_cap)
-        summary = rebalance_fleet(session, cap, utcnow())
+        # The stages only: the fleet is read inside, so no bar.
+        summary = rebalance_fleet(session, cap, utcnow(), stage=PlanningReport().stage)
     click.echo(
         f"{summary.schedules} schedules, {summary.moved} moved; planned peak "
         f"{summary.peak:.0f} against cap {cap} (lower bound {summary.lower_bound:.1f}); "

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import sqlalchemy as sa
@@ -122,8 +123,14 @@ class RebalanceSummary:
         return dataclasses.asdict(self)
 
 
-def rebalance_fleet(session: orm.Session, cap: float, now: dt.datetime) -> RebalanceSummary:
+def rebalance_fleet(
+    session: orm.Session,
+    cap: float,
+    now: dt.datetime,
+    stage: Callable[[str], None] | None = None,
+) -> RebalanceSummary:
     """Re-plan every schedule under `cap`; moved schedules get their new slot and next run.
+    `stage` hears what the planner does as each of its stages starts.
 
     The caller's transaction holds the moved rows; one statement writes them all.
     """
@@ -132,7 +139,9 @@ def rebalance_fleet(session: orm.Session, cap: float, now: dt.datetime) -> Rebal
         return RebalanceSummary(0, 0, 0.0, 0.0, "no schedules", 1.0, cap)
     # With the LPs that judge the plan: a plan short of their share on their day is made again
     # from them, and the bound the target falls back to is the hourly one, as `simulate` plans.
-    plan = rebalance(fleet.day_of_week, fleet.duration_s, fleet.tenant_id, fleet.slot_s, cap)
+    plan = rebalance(
+        fleet.day_of_week, fleet.duration_s, fleet.tenant_id, fleet.slot_s, cap, stage=stage
+    )
     moved = np.flatnonzero(plan.slot_s != fleet.slot_s)
     if moved.size:
         nexts = [

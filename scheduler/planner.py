@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,18 @@ MIN_SEARCH_S = 2.0
 # the bound 1.012 x bound instead of 1.015 (by the bound before it priced whole lengths), for
 # the 15-20 s of a second LP.
 FINE_GRID = StartGrid(15, 3, weekly_classes=12)  # 24 classes take it past its time
+
+# Who hears of each stage of the rebalance under way (its `stage` argument): set for the call and
+# read where a stage starts, so that the helpers between need not pass it on. The LPs solved in
+# the second thread run in their own context and say nothing.
+_hearer: ContextVar[Callable[[str], None] | None] = ContextVar("planner_stage", default=None)
+
+
+def _stage(what: str) -> None:
+    hearer = _hearer.get()
+    if hearer is not None:
+        hearer(what)
+
 
 # Where _fill may start runs: on the chosen day only, anywhere in a weekly schedule's window,
 # or at any time of day for a daily schedule.
@@ -445,6 +458,10 @@ def _plan_guided(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slots, load) following the LP's starts, runs then moved off the busiest minutes
     until the peak is at most `goal` or `budget_s` seconds pass."""
+    _stage(
+        f"following the on-day LP's starts at a cap of {limit.cap:.2f}, then moving runs off "
+        f"the peak for up to {budget_s:.0f} s, toward {goal:g}"
+    )
     slots = realise(days, lengths, limit)
     placed = slots >= 0
     load = planned_load(days[placed], lengths[placed] * BIN_S, slots[placed])
@@ -567,6 +584,10 @@ def _replan_over_target(
     fine_in_time = fine_ahead is not None or deadline - time.monotonic() >= FINE_LP_NEEDS_S
     if _fine_wanted(target, lowest_cap) and fine_in_time:
         if fine_ahead is not None:
+            _stage(
+                "waiting for the on-day LP at its lowest cap, starts every "
+                f"{FINE_GRID.start_min} minutes"
+            )
             fine = fine_ahead.result()
         else:
             fine = _fine_limit(days, durations, deadline)
@@ -695,6 +716,10 @@ def _raised(
         return slots, load
     weekly = int((days != DAILY).sum())
     wanted = int(np.ceil((limit.share - SHARE_SHORTFALL / 2) * weekly))
+    _stage(
+        f"putting runs back onto their day where others make room: {on_day_share(days, slots):.1%}"
+        f" on it, the LP's most {limit.share:.1%}"
+    )
     new_slots, new_load = slots.copy(), load.copy()
     gained = raise_on_day_share(
         new_load, days, lengths, new_slots, target, deadline - FINISHING_S, wanted
@@ -731,6 +756,7 @@ def _lowest_limit(
     deadline: float = float("inf"),
 ) -> OnDayLimit | None:
     """The LP at its lowest cap, or None if it ran out of time."""
+    _stage(f"solving the on-day LP at its lowest cap, starts every {grid.start_min} minutes")
     try:
         return on_day_limit(days, durations, None, grid=grid, deadline=deadline)
     except RuntimeError:
@@ -788,6 +814,7 @@ def rebalance(
     progress: Callable[[int], None] | None = None,
     with_limit: bool = True,
     time_limit_s: float = TIME_LIMIT_S,
+    stage: Callable[[str], None] | None = None,
 ) -> PlanResult:
     """Re-plan a whole fleet. Arrays are per schedule; day_of_week holds None or -1 for daily
     schedules; current_slot holds -1 for a schedule without a slot yet.
@@ -795,9 +822,37 @@ def rebalance(
     A schedule keeps its current slot when its kind allows that slot and the kept load stays
     under the target there; the others are placed as the module docstring says. The LPs that
     judge the plan (the best on-day share, the hourly bound) run only `with_limit` (seconds).
-    `progress`, if given, is called with counts of schedules done. It takes about
-    `time_limit_s` at most (see TIME_LIMIT_S).
+    `progress`, if given, is called with counts of schedules placed day by day; `stage` with a
+    line saying what the planner does next, as each stage starts (a rebalance near the bound
+    takes most of its time after the placing). It takes about `time_limit_s` at most (see
+    TIME_LIMIT_S).
     """
+    hearing = _hearer.set(stage)
+    try:
+        return _rebalance(
+            day_of_week,
+            duration_s,
+            tenant_id,
+            current_slot,
+            cap,
+            progress,
+            with_limit,
+            time_limit_s,
+        )
+    finally:
+        _hearer.reset(hearing)
+
+
+def _rebalance(
+    day_of_week: np.ndarray | Iterable[int | None],
+    duration_s: np.ndarray | Iterable[float],
+    tenant_id: np.ndarray | Iterable[Hashable],
+    current_slot: np.ndarray | Iterable[int],
+    cap: float,
+    progress: Callable[[int], None] | None,
+    with_limit: bool,
+    time_limit_s: float,
+) -> PlanResult:
     deadline = time.monotonic() + time_limit_s
     days = as_day_array(day_of_week)
     durations = np.asarray(duration_s, dtype=np.float64)
@@ -822,10 +877,12 @@ def rebalance(
         # (1,000 schedules at a cap of 22.66: 82.3% where the LP at 22.66 said 90.8%).
         whole = float(np.floor(cap + 1e-9))
         judging = beside.submit(on_day_limit, days, durations, whole) if with_limit else None
+        _stage("the lower bound: an LP over the hours of the week")
         bound: LowerBound = lower_bound(days, durations, hourly=with_limit)
         limit = None
         lp_failed = False
         if judging is not None:
+            _stage(f"the most runs on their day under {whole:g}: the on-day LP at the cap")
             try:
                 limit = judging.result()
             except RuntimeError:  # out of time: the plan is left unjudged, not unmade
@@ -841,10 +898,15 @@ def rebalance(
             fine_ahead = beside.submit(_fine_limit, days, durations, deadline)
 
         pulled = False
+        _stage(f"placing {days.size:,} schedules day by day under {target:g}")
         had_slot, slots, load, todo = _plan_day_by_day(
             days, durations, lengths, codes, current, target, progress
         )
         if load.max() > target + 1e-9:
+            _stage(
+                f"the day-by-day plan peaks at {load.max():.0f}, above {target:g}: planning "
+                f"from the on-day LP"
+            )
             other, other_load = _replan_over_target(
                 days,
                 durations,
@@ -865,6 +927,10 @@ def rebalance(
             pulled = True
             share = on_day_share(days, slots)
             if limit.share - share > SHARE_SHORTFALL:
+                _stage(
+                    f"the day-by-day plan keeps {share:.1%} on their day, the LP's most "
+                    f"{limit.share:.1%}: planning from the LP too"
+                )
                 other = _plan_for_share(days, durations, lengths, codes, target, limit, deadline)
                 # By a clear margin: a plan already made is not churned for a few schedules.
                 gain = SHARE_SHORTFALL / 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 from common.days import DAY_NAMES, day_number
 from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS
 from scheduler.planner import PlanResult, rebalance
+from scheduler.planning_report import PlanningReport
 
 FLEET_COLUMNS = ("server_id", "tenant_id", "day_of_week", "expected_duration_s")
 PROGRESS_FROM = 50_000  # fleets at least this large get a progress bar
@@ -276,18 +276,19 @@ def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path 
     fleet = read_fleet(fleet_path)
     size = fleet.duration_s.size
     current = np.full(size, -1, dtype=np.int64)
-    if size >= PROGRESS_FROM:
-        with click.progressbar(length=size, label="planning", file=sys.stderr) as bar:
-            plan = rebalance(
-                fleet.day_of_week,
-                fleet.duration_s,
-                fleet.tenant_id,
-                current,
-                capacity,
-                progress=bar.update,
-            )
-    else:
-        plan = rebalance(fleet.day_of_week, fleet.duration_s, fleet.tenant_id, current, capacity)
+    report = PlanningReport(size if size >= PROGRESS_FROM else None)
+    try:
+        plan = rebalance(
+            fleet.day_of_week,
+            fleet.duration_s,
+            fleet.tenant_id,
+            current,
+            capacity,
+            progress=report.placed,
+            stage=report.stage,
+        )
+    finally:
+        report.close()
     write_plan(out_path, fleet.server_id, plan.slot_s)
     if plot_path is not None:
         plot_load(plot_path, fleet, plan)

@@ -5,6 +5,9 @@ when its worker is lost), stability, and the weekly window."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
+import logging
 import threading
 import time
 import uuid
@@ -16,6 +19,7 @@ from click.testing import CliRunner
 
 from common.cli import cli
 from common.db import transaction
+from common.logging import JsonFormatter
 from common.models import Rebalance, Schedule
 from common.slots import in_window, next_run_at
 from scheduler import rebalances
@@ -30,7 +34,7 @@ def run_job(sessions, job_id: str) -> rebalances.Outcome:  # type: ignore[no-unt
     return rebalances.run_job(sessions, job_id, 50, lambda: dt.datetime.now(dt.UTC))
 
 
-def test_planned_week_and_rebalance_under_the_cap(alice, sessions) -> None:
+def test_planned_week_and_rebalance_under_the_cap(alice, sessions, caplog) -> None:
     root = alice.as_token("root")
     crowd(sessions, 30)
     crowd(sessions, 20, day=6)
@@ -51,7 +55,19 @@ def test_planned_week_and_rebalance_under_the_cap(alice, sessions) -> None:
     assert root.request("GET", root.url("/admin/v1/plan")).json()["planned_peak"] == 50
     assert root.request("GET", root.url(answer.headers["Location"])).json() == job
 
-    assert run_job(sessions, job["id"]) is rebalances.Outcome.DONE
+    caplog.set_level(logging.INFO, logger="scheduled_images.rebalance")
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("scheduled_images.rebalance").addHandler(handler)
+    try:
+        assert run_job(sessions, job["id"]) is rebalances.Outcome.DONE
+    finally:
+        logging.getLogger("scheduled_images.rebalance").removeHandler(handler)
+    logged = [json.loads(line) for line in lines.getvalue().splitlines()]
+    stages = [line["stage"] for line in logged if line["msg"] == "rebalance stage"]
+    assert "placing 50 schedules day by day under 10" in stages
+    assert all(line["rebalance_id"] == job["id"] for line in logged)
     done = root.request("GET", root.url(answer.headers["Location"])).json()
     assert done["state"] == "done" and done["error"] is None and done["attempts"] == 1
     assert done["started_at"] <= done["finished_at"]
@@ -170,7 +186,7 @@ def test_a_job_fails_with_its_error_and_moves_nothing(alice, sessions, monkeypat
     with sessions() as session:
         before = dict(session.execute(sa.select(Schedule.id, Schedule.slot_s)).all())
 
-    def half_done(session, cap, now):  # type: ignore[no-untyped-def]
+    def half_done(session, cap, now, stage=None):  # type: ignore[no-untyped-def]
         session.execute(sa.update(Schedule).values(slot_s=0))
         raise ValueError("the planner choked")
 
@@ -219,6 +235,7 @@ def test_plan_commands(settings, sessions, monkeypatch) -> None:  # type: ignore
     moved = runner.invoke(cli, ["plan", "rebalance"])
     assert moved.exit_code == 0, moved.output
     assert "12 schedules" in moved.output
+    assert "s  placing 12 schedules day by day under 4" in moved.output  # a stage, timed
     assert "against cap 4" in moved.output
     after = runner.invoke(cli, ["plan", "show"])
     assert "planned peak 4" in after.output or "planned peak 3" in after.output

@@ -369,3 +369,23 @@ def test_runs_longer_than_the_week_count_once_in_the_bound_as_in_the_load() -> N
     durations = np.full(3, 8 * DAY_S, dtype=float)
     plan = rebalance(days, durations, np.arange(3), np.full(3, -1), 10)
     assert plan.peak == plan.lower_bound == 3
+
+
+def test_a_rebalance_says_what_it_does_as_each_stage_starts() -> None:
+    """Near the bound most of a rebalance's time goes after the placing: the stages say on
+    what. Only the rebalance that was given a hearer hears them."""
+    days, durations, tenants = skewed_fleet(1000)
+    cap = lower_bound(days, durations, hourly=True).value
+    heard: list[str] = []
+    plan = rebalance(
+        days, durations, tenants, np.full(days.size, -1), cap, time_limit_s=8, stage=heard.append
+    )
+    assert heard[0] == "the lower bound: an LP over the hours of the week"
+    assert heard[1] == f"the most runs on their day under {cap:g}: the on-day LP at the cap"
+    assert heard[2] == f"placing 1,000 schedules day by day under {cap:g}"
+    assert heard[3].startswith("the day-by-day plan peaks at ")
+    assert any(line.startswith("following the on-day LP's starts at a cap of") for line in heard)
+    assert plan.peak <= cap + 1
+    told = len(heard)
+    rebalance(days, durations, tenants, plan.slot_s, cap, time_limit_s=1)
+    assert len(heard) == told

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def test_plans_a_fleet_and_draws_it(tmp_path: Path) -> None:
         day = day_number(row["day_of_week"]) if row["day_of_week"] else None
         assert in_window(day, int(plan["slot_s"]))
     assert (tmp_path / "load.png").stat().st_size > 10_000
+    # What it did while planning, on stderr: each stage with the seconds so far.
+    assert re.search(r"\d+\.\d s  placing 5 schedules day by day under 3", result.stderr)
 
 
 @pytest.mark.parametrize(
