@@ -130,6 +130,7 @@ def _job_body(job: RebalanceRow) -> dict:
         "started_at": iso_z_or_none(job.started_at),
         "finished_at": iso_z_or_none(job.finished_at),
         "attempts": job.attempts,
+        "stage": job.stage,
         "summary": job.summary,
         "error": job.error,
     }

@@ -281,5 +281,12 @@ class RebalanceJobOut(ma.Schema):
     attempts = fields.Integer(
         required=True, metadata={"description": "Starts; more than one after a lost worker."}
     )
+    stage = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "What the planner is doing, from the start of its latest stage "
+            "(running), or the last stage it reached (done or failed); null until it starts."
+        },
+    )
     summary = fields.Nested(RebalanceOut, allow_none=True)
     error = fields.String(allow_none=True)

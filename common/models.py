@@ -241,6 +241,9 @@ class Rebalance(Base):
     lease_until: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )
+    # What the planner does, from the start of each of its stages: a running job's progress
+    # (near the bound most of a rebalance goes after the placing), and where a failed one was.
+    stage: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
     # What rebalance_fleet answered, once done.
     summary: orm.Mapped[dict | None] = orm.mapped_column(postgresql.JSONB, nullable=True)
     error: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)

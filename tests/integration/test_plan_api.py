@@ -179,6 +179,32 @@ def test_a_job_whose_worker_was_lost_is_queued_again(sessions) -> None:
     assert (row.state, row.attempts) == ("done", 2)
 
 
+def test_a_running_job_shows_the_planner_s_stage(alice, sessions, monkeypatch) -> None:
+    """Near the bound most of a rebalance goes after the placing: the operator API says what
+    the planner is doing while the job runs, and a new attempt starts with no stage."""
+    root = alice.as_token("root")
+    crowd(sessions, 12)
+    job = root.request("POST", root.url("/admin/v1/plan/rebalance")).json()
+    assert job["stage"] is None
+    seen: list[dict] = []
+    real = rebalances.rebalance_fleet
+
+    def watched(session, cap, now, stage):  # type: ignore[no-untyped-def]
+        def stage_and_look(what: str) -> None:
+            stage(what)
+            url = root.url(f"/admin/v1/plan/rebalances/{job['id']}")
+            seen.append(root.request("GET", url).json())
+
+        return real(session, cap, now, stage=stage_and_look)
+
+    monkeypatch.setattr(rebalances, "rebalance_fleet", watched)
+    assert run_job(sessions, job["id"]) is rebalances.Outcome.DONE
+    assert [body["state"] for body in seen] == ["running"] * len(seen)
+    assert "placing 12 schedules day by day under 50" in [body["stage"] for body in seen]
+    done = root.request("GET", root.url(f"/admin/v1/plan/rebalances/{job['id']}")).json()
+    assert done["state"] == "done" and done["stage"] == seen[-1]["stage"]
+
+
 def test_a_job_fails_with_its_error_and_moves_nothing(alice, sessions, monkeypatch) -> None:
     root = alice.as_token("root")
     crowd(sessions, 12)
@@ -186,7 +212,8 @@ def test_a_job_fails_with_its_error_and_moves_nothing(alice, sessions, monkeypat
     with sessions() as session:
         before = dict(session.execute(sa.select(Schedule.id, Schedule.slot_s)).all())
 
-    def half_done(session, cap, now, stage=None):  # type: ignore[no-untyped-def]
+    def half_done(session, cap, now, stage):  # type: ignore[no-untyped-def]
+        stage("placing 12 schedules day by day under 2")
         session.execute(sa.update(Schedule).values(slot_s=0))
         raise ValueError("the planner choked")
 
@@ -196,6 +223,7 @@ def test_a_job_fails_with_its_error_and_moves_nothing(alice, sessions, monkeypat
     failed = root.request("GET", root.url(f"/admin/v1/plan/rebalances/{job['id']}")).json()
     assert failed["state"] == "failed" and failed["summary"] is None
     assert failed["error"] == "ValueError: the planner choked"
+    assert failed["stage"] == "placing 12 schedules day by day under 2"  # where it failed
     with sessions() as session:
         assert dict(session.execute(sa.select(Schedule.id, Schedule.slot_s)).all()) == before
     # A worker lost on every attempt does not loop for ever.
