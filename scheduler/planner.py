@@ -703,22 +703,23 @@ def _raised(
     days: np.ndarray,
     lengths: np.ndarray,
     slots: np.ndarray,
+    share: float,
     target: float,
     limit: OnDayLimit,
     deadline: float,
     kept: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(slots, load) with runs off their day put back onto it, making room (on copies), until
-    within half of SHARE_SHORTFALL of `limit`'s share or FINISHING_S before `deadline`; a plan
-    mostly `kept` from before changes only if that gains a clear margin, so that a rebalance of
-    a plan already made does not churn it."""
+    """(slots, load) with runs off their day (`share` on it) put back onto it, making room (on
+    copies), until within half of SHARE_SHORTFALL of `limit`'s share or FINISHING_S before
+    `deadline`; a plan mostly `kept` from before changes only if that gains a clear margin, so
+    that a rebalance of a plan already made does not churn it."""
     if load.max() > target + 1e-9 or time.monotonic() >= deadline - FINISHING_S:
         return slots, load
     weekly = int((days != DAILY).sum())
     wanted = int(np.ceil((limit.share - SHARE_SHORTFALL / 2) * weekly))
     _stage(
-        f"putting runs back onto their day where others make room: {on_day_share(days, slots):.1%}"
-        f" on it, the LP's most {limit.share:.1%}"
+        f"putting runs back onto their day where others make room: {share:.1%} on it, the LP's "
+        f"most {limit.share:.1%}"
     )
     new_slots, new_load = slots.copy(), load.copy()
     gained = raise_on_day_share(
@@ -947,7 +948,8 @@ def _rebalance(
     share = on_day_share(days, slots)
     if limit is not None and limit.feasible and limit.share - share > SHARE_SHORTFALL:
         kept = todo.size < days.size
-        slots, load = _raised(load, days, lengths, slots, target, limit, deadline, kept)
+        slots, load = _raised(load, days, lengths, slots, share, target, limit, deadline, kept)
+        share = on_day_share(days, slots)
 
     moved = int((had_slot & (slots != current)).sum())
     return PlanResult(
@@ -957,7 +959,7 @@ def _rebalance(
         lower_bound=bound.value,
         lower_bound_explanation=bound.explanation,
         daily_flat_bound=bound.daily_flat if bound.daily_flat is not None else float("nan"),
-        on_day_share=on_day_share(days, slots),
+        on_day_share=share,
         max_on_day_share=limit.share if limit is not None else float("nan"),
         cap=float(cap),
         load=load,
