@@ -11,6 +11,7 @@ from api.auth import ROLES, add_token
 from common.embedded import resolve_urls
 from common.logging import setup_logging
 from common.settings import Settings
+from common.settings_cli import load_settings
 
 
 class GunicornApp(BaseApplication):
@@ -53,8 +54,6 @@ def serve(settings: Settings, host: str, port: int) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 def api_command(host: str, port: int) -> None:
     """Serve the REST API."""
-    from common.cli import load_settings
-
     settings = resolve_urls(load_settings())
     setup_logging(settings.log_format, settings.log_level)
     serve(settings, host, port)
@@ -78,8 +77,6 @@ def token() -> None:
 @click.option("--token", "value", default=None, help="The token; a random one if absent.")
 def add(tenant: str, roles: tuple[str, ...], value: str | None) -> None:
     """Add a token to AUTH_TOKENS_FILE and print it."""
-    from common.cli import load_settings
-
     value = value or secrets.token_urlsafe(24)
     add_token(load_settings().auth_tokens_file, value, tenant, list(roles))
     click.echo(value)

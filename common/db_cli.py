@@ -6,6 +6,7 @@ import click
 
 from common import migrate
 from common.embedded import resolve_urls
+from common.settings_cli import load_settings
 
 
 @click.group()
@@ -17,8 +18,6 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def upgrade(revision: str) -> None:
     """Apply the migrations up to REVISION."""
-    from common.cli import load_settings
-
     settings = resolve_urls(load_settings())
     migrate.upgrade(settings.database_url, revision)
     click.echo(f"database at revision {revision}")

@@ -10,11 +10,10 @@ from common.compute.base import ServerNotFound
 from common.compute.simulated import FAULTS, SimulatedDriver
 from common.db import make_engine, make_session_factory
 from common.embedded import resolve_urls
+from common.settings_cli import load_settings
 
 
 def _driver() -> SimulatedDriver:
-    from common.cli import load_settings
-
     settings = resolve_urls(load_settings())
     sessions = make_session_factory(make_engine(settings.database_url))
     return SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)

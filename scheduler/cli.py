@@ -8,6 +8,7 @@ from common.clock import utcnow
 from common.db import make_engine, make_session_factory, transaction
 from common.embedded import resolve_urls
 from common.runtime_settings import inflight_cap
+from common.settings_cli import load_settings
 from scheduler.fleet_plan import planned_week, rebalance_fleet
 from scheduler.planning_report import PlanningReport
 from scheduler.rebalances import lock_rebalancing
@@ -16,8 +17,6 @@ BARS = " ▁▂▃▄▅▆▇█"
 
 
 def _sessions():  # type: ignore[no-untyped-def]
-    from common.cli import load_settings
-
     settings = resolve_urls(load_settings())
     return settings, make_session_factory(make_engine(settings.database_url))
 

@@ -9,12 +9,11 @@ import click
 
 from common.embedded import resolve_urls
 from common.logging import setup_logging
+from common.settings_cli import load_settings
 from workers.celery_app import QUEUES, configure
 
 
 def _app():  # type: ignore[no-untyped-def]
-    from common.cli import load_settings
-
     settings = resolve_urls(load_settings(), broker=True)
     setup_logging(settings.log_format, settings.log_level)
     return configure(settings, settings.broker_url), settings

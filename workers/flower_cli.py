@@ -10,6 +10,7 @@ import click
 from common.embedded import resolve_urls
 from common.logging import setup_logging
 from common.settings import Settings
+from common.settings_cli import load_settings
 
 FLOWER_USER = "admin"
 
@@ -42,7 +43,6 @@ def flower_basic_auth(settings: Settings) -> str:
 )
 def flower(address: str, port: int | None) -> None:
     """Flower: the workers, queues and tasks of every pool, live (basic auth)."""
-    from common.cli import load_settings
     from workers.celery_app import configure
 
     settings = resolve_urls(load_settings(), broker=True)

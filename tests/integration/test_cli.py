@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from common.cli import cli
+from scheduled_images.cli import cli
 
 
 @pytest.fixture
@@ -55,8 +55,10 @@ def test_token_add_and_settings(run, settings) -> None:
     assert "INFLIGHT_CAP=50" in shown.output
 
 
-def test_a_bad_setting_is_named(run, monkeypatch) -> None:
+def test_a_bad_setting_is_a_usage_error_that_names_it(run, monkeypatch) -> None:
     monkeypatch.setenv("INFLIGHT_CAP", "lots")
     result = run("settings")
-    assert result.exit_code != 0
-    assert "INFLIGHT_CAP" in str(result.exception or result.output)
+    assert result.exit_code == 2, result.output
+    assert "Error: INFLIGHT_CAP must be an integer, not 'lots'" in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)

@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
-from common.cli import cli
+from scheduled_images.cli import cli
 from workers.celery_app import QUEUES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

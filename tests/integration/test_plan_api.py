@@ -17,11 +17,11 @@ import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from common.cli import cli
 from common.db import transaction
 from common.logging import JsonFormatter
 from common.models import Rebalance, Schedule
 from common.slots import in_window, next_run_at
+from scheduled_images.cli import cli
 from scheduler import rebalances
 from tests.support.fleets import crowd
 from tests.support.processes import free_port

@@ -63,7 +63,7 @@ def test_flower_password_is_the_setting_else_generated_once(tmp_path: Path) -> N
 
 
 def test_the_up_banner_shows_urls_token_and_curl_lines() -> None:
-    from common.up import banner
+    from scheduled_images.up import banner
 
     text = banner("http://h:1", "http://h:2", "admin:pw", ["http://h:3/metrics"], ["srv-1"])
     assert "http://h:1/docs" in text and "http://h:2" in text and "admin:pw" in text

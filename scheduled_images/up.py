@@ -10,16 +10,10 @@ DATABASE_URL or BROKER_URL is set, the embedded PostgreSQL and Redis live in thi
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import IO
 
 import click
 import requests
@@ -33,10 +27,10 @@ from common.embedded import resolve_urls
 from common.logging import setup_logging
 from common.models import SimServer
 from common.settings import Settings
+from common.settings_cli import load_settings
+from scheduled_images.process_group import Child, ProcessGroup, StopSignals
 from workers.celery_app import CREATE_QUEUE, PLAN_QUEUE, POLL_QUEUE, RETENTION_QUEUE, TICK_QUEUE
 from workers.flower_cli import flower_basic_auth
-
-log = logging.getLogger("scheduled_images.up")
 
 DEMO_TENANT = "demo"
 DEMO_TOKEN = "demo-token"
@@ -61,77 +55,9 @@ API_START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 
 
-@dataclasses.dataclass
-class Child:
-    label: str
-    process: subprocess.Popen
-    reader: threading.Thread
-
-
-class Supervisor:
-    """Child processes, each the leader of its own process group, with labelled output."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self._out = out
-        self._lock = threading.Lock()
-        self.children: list[Child] = []
-
-    def echo(self, line: str) -> None:
-        with self._lock:
-            self._out.write(line + "\n")
-            self._out.flush()
-
-    def start(self, label: str, args: list[str], env: dict[str, str]) -> Child:
-        process = subprocess.Popen(
-            cli_argv(*args),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # Its own group: a terminal's Ctrl-C reaches only `up`, which stops the children
-            # in order, and a signal to the group reaches a pool's forked children too.
-            start_new_session=True,
-        )
-        reader = threading.Thread(target=self._relay, args=(label, process), daemon=True)
-        reader.start()
-        child = Child(label, process, reader)
-        self.children.append(child)
-        return child
-
-    def _relay(self, label: str, process: subprocess.Popen) -> None:
-        assert process.stdout is not None
-        for raw in iter(process.stdout.readline, b""):
-            self.echo(f"[{label}] {raw.decode(errors='replace').rstrip()}")
-
-    def exited(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
-
-    def stop_all(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM every group, wait, then SIGKILL whatever is left of any group."""
-        for child in self.children:
-            _signal_group(child.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in self.children:
-            try:
-                child.process.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                log.warning("did not stop in time; killing it", extra={"process": child.label})
-        # Also sweeps a pool's children whose parent has already gone.
-        for child in self.children:
-            _signal_group(child.process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(5)
-            child.reader.join(2)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
 def cli_argv(*args: str) -> list[str]:
     """This interpreter running the `scheduled-images` CLI, wherever it was installed."""
-    return [sys.executable, "-c", "from common.cli import main; main()", *args]
+    return [sys.executable, "-c", "from scheduled_images.cli import main; main()", *args]
 
 
 def demo_servers(sessions, driver: SimulatedDriver) -> list[str]:  # type: ignore[no-untyped-def]
@@ -231,26 +157,6 @@ def banner(
     return "\n".join(lines)
 
 
-class _Stop:
-    """SIGINT and SIGTERM set an event instead of raising, so shutdown runs in one place."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self._previous: dict[int, Callable | int | None] = {}
-
-    def __enter__(self) -> threading.Event:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self.event
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        self.event.set()
-
-    def __exit__(self, *_: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-
-
 @click.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
@@ -266,26 +172,24 @@ class _Stop:
 )
 def up(host: str, port: int, flower_port: int | None, metrics_base_port: int) -> None:
     """Run the service on this machine; embedded servers where no URL is set."""
-    from common.cli import load_settings
-
     configured = load_settings()
     setup_logging(configured.log_format, configured.log_level)
-    supervisor = Supervisor(sys.stdout)
-    with _Stop() as stopping:
+    supervisor = ProcessGroup(sys.stdout)
+    with StopSignals() as stopping:
         try:
             code = _run(
                 configured, supervisor, stopping, host, port, flower_port, metrics_base_port
             )
         finally:
             supervisor.echo("[up] stopping every process")
-            supervisor.stop_all()
+            supervisor.stop_all(STOP_TIMEOUT_S)
             supervisor.echo("[up] stopped")
     sys.exit(code)
 
 
 def _run(
     configured: Settings,
-    supervisor: Supervisor,
+    supervisor: ProcessGroup,
     stopping: threading.Event,
     host: str,
     port: int,
@@ -309,9 +213,9 @@ def _run(
     base = f"http://{host}:{port}"
     flower_port = flower_port or settings.flower_port
 
-    api = supervisor.start("api", ["api", "--host", host, "--port", str(port)], env)
+    api = supervisor.start("api", cli_argv("api", "--host", host, "--port", str(port)), env)
     metrics = [f"http://{host}:{metrics_base_port}/metrics"]
-    supervisor.start("beat", ["beat"], {**env, "METRICS_PORT": str(metrics_base_port)})
+    supervisor.start("beat", cli_argv("beat"), {**env, "METRICS_PORT": str(metrics_base_port)})
     for offset, (queue, concurrency) in enumerate(POOLS, start=1):
         metrics.append(f"http://{host}:{metrics_base_port + offset}/metrics")
         pool_env = {
@@ -320,8 +224,10 @@ def _run(
             "PROMETHEUS_MULTIPROC_DIR": str(settings.state_dir / "prometheus" / queue),
         }
         args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
-        supervisor.start(f"worker:{queue}", [*args, "--hostname", f"{queue}@%h"], pool_env)
-    supervisor.start("flower", ["flower", "--address", host, "--port", str(flower_port)], env)
+        supervisor.start(f"worker:{queue}", cli_argv(*args, "--hostname", f"{queue}@%h"), pool_env)
+    supervisor.start(
+        "flower", cli_argv("flower", "--address", host, "--port", str(flower_port)), env
+    )
     if not _wait_for_api(base, api, stopping):
         if stopping.is_set():
             return 0
