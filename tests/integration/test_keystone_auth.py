@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from api import keystone_auth
-from api.auth import AuthBackendUnavailable, Identity
-from api.keystone_auth import NEGATIVE_CACHE_SECONDS, KeystoneAuth
+from api.auth import keystone as keystone_auth
+from api.auth.identity import AuthBackendUnavailable, Identity
+from api.auth.keystone import NEGATIVE_CACHE_SECONDS, KeystoneAuth
 from tests.standins.openstack_cloud import ADMIN_USER, ManualClock, OpenStackCloud
 
 VALIDATE = "/identity/v3/auth/tokens"

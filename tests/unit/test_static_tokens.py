@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from api import auth
-from api.auth import StaticTokens, add_token
+from api.auth import static
+from api.auth.static import StaticTokens, add_token
 
 
 class Clock:
@@ -19,16 +19,14 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(auth.time, "monotonic", clock)
-    return clock
+def clock() -> Clock:
+    return Clock()
 
 
 def test_a_new_token_works_at_once(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "tokens.json"
     add_token(path, "alice", "tenant-a", ["creator"])
-    tokens = StaticTokens(path)
+    tokens = StaticTokens(path, clock)
     assert tokens.authenticate("alice") is not None
     add_token(path, "bob", "tenant-b", ["observer"])
     bob = tokens.authenticate("bob")
@@ -40,11 +38,11 @@ def test_a_known_token_looks_at_the_file_once_a_second(
 ) -> None:
     path = tmp_path / "tokens.json"
     add_token(path, "alice", "tenant-a", ["creator"])
-    tokens = StaticTokens(path)
+    tokens = StaticTokens(path, clock)
     assert tokens.authenticate("alice") is not None
     looks = []
-    real_stat = auth.os.stat
-    monkeypatch.setattr(auth.os, "stat", lambda p: looks.append(p) or real_stat(p))
+    real_stat = static.os.stat
+    monkeypatch.setattr(static.os, "stat", lambda p: looks.append(p) or real_stat(p))
     for _ in range(100):
         assert tokens.authenticate("alice") is not None
     assert looks == []
@@ -56,7 +54,7 @@ def test_a_known_token_looks_at_the_file_once_a_second(
 def test_a_removed_token_stops_working_within_a_second(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "tokens.json"
     add_token(path, "alice", "tenant-a", ["creator"])
-    tokens = StaticTokens(path)
+    tokens = StaticTokens(path, clock)
     assert tokens.authenticate("alice") is not None
     path.write_text("{}")
     clock.now += StaticTokens.RECHECK_S

@@ -13,9 +13,7 @@ from typing import Any
 
 import requests
 
-from api.auth import AuthBackendUnavailable, Identity
-
-__all__ = ["AuthBackendUnavailable", "Identity", "KeystoneAuth", "map_roles"]
+from api.auth.identity import AuthBackendUnavailable, Identity
 
 # Keystone role names → the service's roles (API.md); any other role grants nothing.
 ROLE_MAP: dict[str, frozenset[str]] = {
