@@ -15,12 +15,25 @@ def load_settings() -> Settings:
         raise click.UsageError(str(error)) from None
 
 
+def markdown_table() -> str:
+    """The README's table of the settings: name, default, what it does."""
+    rows = ["| setting | default | what it does |", "| --- | --- | --- |"]
+    for row in SETTINGS:
+        default = f"`{row.default}`" if row.default else "(empty)"
+        rows.append(f"| `{row.name}` | {default} | {row.help} |")
+    return "\n".join(rows)
+
+
 @click.command("settings")
-def settings() -> None:
+@click.option("--markdown", is_flag=True, help="Print the table of settings and defaults only.")
+def settings(markdown: bool) -> None:
     """Print every setting, its default and its current value."""
+    if markdown:
+        click.echo(markdown_table())
+        return
     current = load_settings()
-    for setting in SETTINGS:
-        value = getattr(current, setting.name.lower(), "")
-        if setting.secret and value:
+    for row in SETTINGS:
+        value = getattr(current, row.name.lower())
+        if row.secret and value:
             value = "***"
-        click.echo(f"{setting.name}={value}  # default {setting.default!r}: {setting.help}")
+        click.echo(f"{row.name}={value}  # default {row.default!r}: {row.help}")
