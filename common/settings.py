@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,44 @@ def choice(*choices: str) -> Parser:
     return parse
 
 
+#: Values that deploy examples and tutorials put where a secret goes: a service that started
+#: with one would be open to anyone who read the same example.
+PLACEHOLDERS = frozenset(
+    {"change-me", "changeme", "change_me", "password", "secret", "example", "operator-token"}
+)
+
+
+def is_placeholder(value: str) -> bool:
+    return value.strip().lower() in PLACEHOLDERS
+
+
+def secret_text(name: str, raw: str, _earlier: Mapping[str, Any]) -> str:
+    """A secret (a password, or user:password): refused when it is a known placeholder."""
+    if raw and (is_placeholder(raw) or is_placeholder(raw.rpartition(":")[2])):
+        raise SettingsError(f"{name} has a placeholder ({raw.rpartition(':')[2]!r}): set a secret")
+    return raw
+
+
+def url_with_secret(name: str, raw: str, _earlier: Mapping[str, Any]) -> str:
+    """A URL whose password, if it has one, is no known placeholder."""
+    password = _url_password(raw)
+    if password and is_placeholder(password):
+        raise SettingsError(f"{name} has a placeholder password ({password!r}): set a secret")
+    return raw
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def id_list(_name: str, raw: str, _earlier: Mapping[str, Any]) -> tuple[str, ...]:
+    """Comma-separated ids, blanks dropped."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One row of the table: the variable, its default, what it does, how it is read."""
@@ -88,6 +127,16 @@ class Setting:
     parse: Parser
     #: Printed as *** by `scheduled-images settings`.
     secret: bool
+
+    def shown(self, value: object) -> str:
+        """The value as it may be printed: secrets and the passwords in URLs as ***."""
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        if self.secret and text:
+            return "***"
+        password = _url_password(text) if "://" in text else None
+        if password:
+            return text.replace(f":{password}@", ":***@", 1)
+        return text
 
 
 def setting(default: str, help: str, parse: Parser = text, secret: bool = False) -> Any:
@@ -102,10 +151,12 @@ class Settings:
     database_url: str = setting(
         "",
         "PostgreSQL URL (postgresql+psycopg2://...). Empty: an embedded PostgreSQL in STATE_DIR.",
+        parse=url_with_secret,
     )
     broker_url: str = setting(
         "",
         "Redis URL of the Celery broker. Empty: an embedded Redis in STATE_DIR.",
+        parse=url_with_secret,
     )
     state_dir: Path = setting(
         ".state",
@@ -133,6 +184,7 @@ class Settings:
     os_password: str = setting(
         "",
         "openstack driver and keystone auth: service password.",
+        parse=secret_text,
         secret=True,
     )
     os_project_name: str = setting("", "openstack driver and keystone auth: service project.")
@@ -159,6 +211,13 @@ class Settings:
         "30",
         "keystone auth: seconds a validated token is cached.",
         parse=number,
+    )
+    admin_project_ids: tuple[str, ...] = setting(
+        "",
+        "keystone auth: the operator projects' ids, comma-separated. The role admin on one of "
+        "them, or on a system-scoped token, makes an operator; on any other project it is a "
+        "creator of that project's tenant.",
+        parse=id_list,
     )
     inflight_cap: int = setting(
         "50",
@@ -236,6 +295,12 @@ class Settings:
         "Port of a worker's or beat's own Prometheus exporter (/metrics); 0: none.",
         parse=integer(),
     )
+    api_metrics_port: int = setting(
+        "0",
+        "A port of its own for the API's /metrics, which the public port then answers 404; "
+        "0: /metrics on the API's port.",
+        parse=integer(),
+    )
     metrics_cache_s: float = setting(
         "5",
         "Seconds the database-derived gauges of the API's /metrics are cached.",
@@ -249,6 +314,7 @@ class Settings:
     flower_basic_auth: str = setting(
         "",
         "Flower's basic auth, user:password. Empty: a generated one, kept in STATE_DIR.",
+        parse=secret_text,
         secret=True,
     )
 

@@ -33,7 +33,5 @@ def settings(markdown: bool) -> None:
         return
     current = load_settings()
     for row in SETTINGS:
-        value = getattr(current, row.name.lower())
-        if row.secret and value:
-            value = "***"
-        click.echo(f"{row.name}={value}  # default {row.default!r}: {row.help}")
+        shown = row.shown(getattr(current, row.name.lower()))
+        click.echo(f"{row.name}={shown}  # default {row.default!r}: {row.help}")

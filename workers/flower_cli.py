@@ -9,6 +9,7 @@ import click
 
 from common.embedded import resolve_urls
 from common.logging import setup_logging
+from common.secret_files import write_private
 from common.settings import Settings
 from common.settings_cli import load_settings
 
@@ -26,10 +27,8 @@ def flower_basic_auth(settings: Settings) -> str:
     path = Path(settings.state_dir) / "flower-auth"
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = f"{FLOWER_USER}:{secrets.token_urlsafe(12)}"
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    value = f"{FLOWER_USER}:{secrets.token_urlsafe(16)}"
+    write_private(path, value + "\n")
     return value
 
 
@@ -51,7 +50,9 @@ def flower(address: str, port: int | None) -> None:
     auth = flower_basic_auth(settings)
     if not settings.flower_basic_auth:
         click.echo(
-            f"flower basic auth: {auth} (kept in {settings.state_dir}/flower-auth)", err=True
+            f"flower basic auth: user {FLOWER_USER}, a generated password kept in "
+            f"{settings.state_dir}/flower-auth",
+            err=True,
         )
     app.start(
         [

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from api.auth.identity import ROLES, Identity
+from common.secret_files import write_private
 
 
 class StaticTokens:
@@ -69,10 +70,7 @@ def load_tokens(path: Path) -> dict[str, Identity]:
 
 
 def add_token(path: Path, token: str, tenant_id: str, roles: list[str]) -> None:
-    """Write a token into the static tokens file (used by `make run` and the tests)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a token into the static tokens file, which only its owner can read."""
     tokens = json.loads(path.read_text()) if path.exists() else {}
     tokens[token] = {"tenant": tenant_id, "roles": roles}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(tokens, indent=2))
-    tmp.replace(path)
+    write_private(path, json.dumps(tokens, indent=2))

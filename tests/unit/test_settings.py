@@ -62,3 +62,46 @@ def test_secrets_are_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert shown.exit_code == 0, shown.output
     assert "OS_PASSWORD=***" in shown.output
     assert "hunter2" not in shown.output and "swordfish" not in shown.output
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OS_PASSWORD", "change-me"),
+        ("OS_PASSWORD", "Password"),
+        ("FLOWER_BASIC_AUTH", "admin:change-me"),
+        ("FLOWER_BASIC_AUTH", "admin:changeme"),
+        ("DATABASE_URL", "postgresql+psycopg2://si:change-me@db/si"),
+        ("BROKER_URL", "redis://:secret@redis:6379/0"),
+    ],
+)
+def test_a_placeholder_secret_is_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} ha.* placeholder"):
+        Settings.from_env({name: value})
+
+
+def test_real_secrets_pass() -> None:
+    parsed = Settings.from_env(
+        {
+            "OS_PASSWORD": "k3!vN9q",
+            "FLOWER_BASIC_AUTH": "admin:Zq81kV3p",
+            "DATABASE_URL": "postgresql+psycopg2://si:Xp2k9@db/si",
+        }
+    )
+    assert parsed.os_password == "k3!vN9q"
+
+
+def test_the_passwords_in_urls_are_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://si:Xp2k9@db:5432/si")
+    monkeypatch.setenv("BROKER_URL", "redis://:R3d1sPw@redis:6379/0")
+    shown = CliRunner().invoke(settings, [])
+    assert shown.exit_code == 0, shown.output
+    assert "DATABASE_URL=postgresql+psycopg2://si:***@db:5432/si" in shown.output
+    assert "BROKER_URL=redis://:***@redis:6379/0" in shown.output
+    assert "Xp2k9" not in shown.output and "R3d1sPw" not in shown.output
+
+
+def test_operator_projects_are_a_list() -> None:
+    parsed = Settings.from_env({"ADMIN_PROJECT_IDS": " ops-1, ,ops-2 "})
+    assert parsed.admin_project_ids == ("ops-1", "ops-2")
+    assert Settings.from_env({}).admin_project_ids == ()
