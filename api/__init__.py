@@ -101,7 +101,21 @@ def create_app(
     for blueprint in (schedules.blp, runs.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     _install_request_hooks(app)
+    if settings.api_metrics_port:
+        _serve_metrics_apart(app, str(settings.api_metrics_port))
     return app
+
+
+def _serve_metrics_apart(app: Flask, metrics_port: str) -> None:
+    """/metrics only on its own port, and nothing else there: the public port can then be
+    published to tenants without the service's gauges, and the metrics port to Prometheus
+    alone."""
+
+    @app.before_request
+    def _metrics_port_only_for_metrics() -> None:
+        on_metrics_port = request.environ.get("SERVER_PORT") == metrics_port
+        if on_metrics_port != (request.path == "/metrics"):
+            errors.abort(404, f"Not found: {request.path}")
 
 
 def _install_request_hooks(app: Flask) -> None:

@@ -34,10 +34,13 @@ class GunicornApp(BaseApplication):
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
+    binds = [f"{host}:{port}"]
+    if settings.api_metrics_port:
+        binds.append(f"{host}:{settings.api_metrics_port}")
     GunicornApp(
         settings,
         {
-            "bind": f"{host}:{port}",
+            "bind": binds,
             "workers": settings.api_workers,
             "threads": settings.api_threads,
             "worker_class": "gthread",

@@ -131,8 +131,8 @@ class Client:
 class ServedApp:
     """An app served on 127.0.0.1 by werkzeug in a thread: a real socket, stoppable."""
 
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app, port: int = 0) -> None:  # type: ignore[no-untyped-def]
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
         self.base = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
