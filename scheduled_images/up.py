@@ -10,7 +10,10 @@ DATABASE_URL or BROKER_URL is set, the embedded PostgreSQL and Redis live in thi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
+import secrets
 import sys
 import threading
 import time
@@ -19,13 +22,14 @@ import click
 import requests
 import sqlalchemy as sa
 
-from api.auth import add_token
+from api.auth.static import add_token, remove_tokens
 from common import migrate
 from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory
 from common.embedded import resolve_urls
 from common.logging import setup_logging
 from common.models import SimServer
+from common.secret_files import write_private
 from common.settings import Settings
 from common.settings_cli import load_settings
 from scheduled_images.process_group import Child, ProcessGroup, StopSignals
@@ -33,8 +37,8 @@ from workers.celery_app import CREATE_QUEUE, PLAN_QUEUE, POLL_QUEUE, RETENTION_Q
 from workers.flower_cli import flower_basic_auth
 
 DEMO_TENANT = "demo"
-DEMO_TOKEN = "demo-token"
-DEMO_ADMIN_TOKEN = "demo-admin-token"
+#: Tokens an earlier version wrote into every state folder: anyone who read its docs knew them.
+WELL_KNOWN_TOKENS = ("demo-token", "demo-admin-token")
 # Small disks: at the default SIM_SECONDS_PER_GB an image takes a couple of seconds.
 DEMO_DISK_GB = 4
 # (retention, day_of_week) of each demo server's schedule: two daily, one weekly.
@@ -78,13 +82,33 @@ def demo_servers(sessions, driver: SimulatedDriver) -> list[str]:  # type: ignor
         return list(session.scalars(query))
 
 
-def enable_demo(base: str, servers: list[str]) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class DemoTokens:
+    tenant: str
+    operator: str
+
+
+def demo_tokens(settings: Settings) -> DemoTokens:
+    """The demo tenant's and the operator's tokens: random, made on the first start and kept
+    (readable by this user alone) in the state folder for the next."""
+    remove_tokens(settings.auth_tokens_file, WELL_KNOWN_TOKENS)
+    path = settings.state_dir / "demo-tokens.json"
+    if path.exists():
+        return DemoTokens(**json.loads(path.read_text()))
+    tokens = DemoTokens(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+    add_token(settings.auth_tokens_file, tokens.tenant, DEMO_TENANT, ["creator"])
+    add_token(settings.auth_tokens_file, tokens.operator, "operators", ["admin"])
+    write_private(path, json.dumps(dataclasses.asdict(tokens)))
+    return tokens
+
+
+def enable_demo(base: str, servers: list[str], token: str) -> list[str]:
     """Enable the demo schedules through the API, as a user would; returns those new.
 
     The planner may put a new schedule hours away, so each new one is also run now through
     the runs endpoint: the first images appear within seconds of the first start.
     """
-    headers = {"X-Auth-Token": DEMO_TOKEN}
+    headers = {"X-Auth-Token": token}
     enabled = []
     for server, (retention, day) in zip(servers, DEMO_SCHEDULES, strict=False):
         url = f"{base}/v2/{DEMO_TENANT}/servers/{server}/rax-si-image-schedule"
@@ -121,11 +145,13 @@ def _child_env(settings: Settings, flower_auth: str) -> dict[str, str]:
 
 
 def banner(
-    base: str, flower_url: str, flower_auth: str, metrics: list[str], servers: list[str]
+    base: str,
+    flower_url: str,
+    flower_auth: str,
+    metrics: list[str],
+    servers: list[str],
+    tokens: DemoTokens | None,
 ) -> str:
-    server_url = (
-        f"{base}/v2/{DEMO_TENANT}/servers/{servers[0]}/rax-si-image-schedule" if servers else ""
-    )
     lines = [
         "",
         f"Scheduled Images is up at {base}",
@@ -133,28 +159,35 @@ def banner(
         f"  flower:  {flower_url}   (basic auth {flower_auth})",
         f"  metrics: {base}/metrics   workers and beat: {' '.join(metrics)}",
     ]
-    if servers:
-        lines += [
-            f"  tenant: {DEMO_TENANT}   token: {DEMO_TOKEN}   operator token: {DEMO_ADMIN_TOKEN}",
-            f"  demo servers: {' '.join(servers)}",
-            "",
-            "  # the runs of a demo server (its first image appears within seconds)",
-            f"  curl -s -H 'X-Auth-Token: {DEMO_TOKEN}' {server_url}/runs",
-            "  # its schedule and next planned run",
-            f"  curl -s -H 'X-Auth-Token: {DEMO_TOKEN}' {server_url}",
-            "  # keep 7 images, weekly on Saturdays",
-            f"  curl -s -X POST -H 'X-Auth-Token: {DEMO_TOKEN}' -H 'Content-Type: "
-            f'application/json\' -d \'{{"image_schedule": {{"retention": 7, "day_of_week": '
-            f'"SATURDAY"}}}}\' {server_url}',
-            "  # run it now",
-            f"  curl -s -X POST -H 'X-Auth-Token: {DEMO_TOKEN}' {server_url}/runs",
-            "  # runs by state and the cap; set the cap",
-            f"  curl -s -H 'X-Auth-Token: {DEMO_ADMIN_TOKEN}' {base}/admin/v1/runs/summary",
-            f"  curl -s -X PUT -H 'X-Auth-Token: {DEMO_ADMIN_TOKEN}' -H 'Content-Type: "
-            f"application/json' -d '{{\"inflight_cap\": 20}}' {base}/admin/v1/cap",
-        ]
+    if servers and tokens is not None:
+        lines += _demo_lines(base, servers, tokens)
     lines += ["", "Ctrl-C stops everything; the next start resumes from the state folder.", ""]
     return "\n".join(lines)
+
+
+def _demo_lines(base: str, servers: list[str], tokens: DemoTokens) -> list[str]:
+    server_url = f"{base}/v2/{DEMO_TENANT}/servers/{servers[0]}/rax-si-image-schedule"
+    user, operator = tokens.tenant, tokens.operator
+    return [
+        f"  tenant: {DEMO_TENANT}   token: {user}",
+        f"  operator token: {operator}",
+        f"  demo servers: {' '.join(servers)}",
+        "",
+        "  # the runs of a demo server (its first image appears within seconds)",
+        f"  curl -s -H 'X-Auth-Token: {user}' {server_url}/runs",
+        "  # its schedule and next planned run",
+        f"  curl -s -H 'X-Auth-Token: {user}' {server_url}",
+        "  # keep 7 images, weekly on Saturdays",
+        f"  curl -s -X POST -H 'X-Auth-Token: {user}' -H 'Content-Type: "
+        f'application/json\' -d \'{{"image_schedule": {{"retention": 7, "day_of_week": '
+        f'"SATURDAY"}}}}\' {server_url}',
+        "  # run it now",
+        f"  curl -s -X POST -H 'X-Auth-Token: {user}' {server_url}/runs",
+        "  # runs by state and the cap; set the cap",
+        f"  curl -s -H 'X-Auth-Token: {operator}' {base}/admin/v1/runs/summary",
+        f"  curl -s -X PUT -H 'X-Auth-Token: {operator}' -H 'Content-Type: "
+        f"application/json' -d '{{\"inflight_cap\": 20}}' {base}/admin/v1/cap",
+    ]
 
 
 @click.command("up")
@@ -187,6 +220,20 @@ def up(host: str, port: int, flower_port: int | None, metrics_base_port: int) ->
     sys.exit(code)
 
 
+def _prepare_demo(settings: Settings) -> tuple[list[str], DemoTokens | None]:
+    """On the simulated cloud with static tokens: the demo servers and tokens, else none."""
+    if settings.compute_driver != "simulated" or settings.auth_backend != "static":
+        return [], None
+    tokens = demo_tokens(settings)
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        sessions = make_session_factory(engine)
+        driver = SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)
+        return demo_servers(sessions, driver), tokens
+    finally:
+        engine.dispose()
+
+
 def _run(
     configured: Settings,
     supervisor: ProcessGroup,
@@ -198,16 +245,7 @@ def _run(
 ) -> int:
     settings = resolve_urls(configured, broker=True)
     migrate.upgrade(settings.database_url)
-    demo = settings.compute_driver == "simulated" and settings.auth_backend == "static"
-    servers: list[str] = []
-    if demo:
-        add_token(settings.auth_tokens_file, DEMO_TOKEN, DEMO_TENANT, ["creator"])
-        add_token(settings.auth_tokens_file, DEMO_ADMIN_TOKEN, "operators", ["admin"])
-        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
-        sessions = make_session_factory(engine)
-        driver = SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)
-        servers = demo_servers(sessions, driver)
-        engine.dispose()
+    servers, tokens = _prepare_demo(settings)
     flower_auth = flower_basic_auth(settings)
     env = _child_env(settings, flower_auth)
     base = f"http://{host}:{port}"
@@ -233,15 +271,17 @@ def _run(
             return 0
         supervisor.echo(f"[up] the API did not answer at {base}/healthz; stopping")
         return 1
-    if demo:
+    if tokens is not None:
         try:
-            started = enable_demo(base, servers)
+            started = enable_demo(base, servers, tokens.tenant)
         except requests.RequestException as error:
             supervisor.echo(f"[up] could not enable the demo schedules: {error}")
             return 1
         if started:
             supervisor.echo(f"[up] demo schedules enabled and run now: {' '.join(started)}")
-    supervisor.echo(banner(base, f"http://{host}:{flower_port}", flower_auth, metrics, servers))
+    supervisor.echo(
+        banner(base, f"http://{host}:{flower_port}", flower_auth, metrics, servers, tokens)
+    )
     while not stopping.wait(0.5):
         gone = supervisor.exited()
         if gone is not None:

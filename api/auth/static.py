@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from api.auth.identity import ROLES, Identity
@@ -74,3 +74,13 @@ def add_token(path: Path, token: str, tenant_id: str, roles: list[str]) -> None:
     tokens = json.loads(path.read_text()) if path.exists() else {}
     tokens[token] = {"tenant": tenant_id, "roles": roles}
     write_private(path, json.dumps(tokens, indent=2))
+
+
+def remove_tokens(path: Path, tokens: Iterable[str]) -> None:
+    """Take these tokens out of the static tokens file, if it has any of them."""
+    if not path.exists():
+        return
+    stored = json.loads(path.read_text() or "{}")
+    kept = {token: entry for token, entry in stored.items() if token not in set(tokens)}
+    if len(kept) != len(stored):
+        write_private(path, json.dumps(kept, indent=2))

@@ -113,10 +113,16 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _demo_token(up: Up) -> str:
+    found = re.search(r"tenant: demo   token: (\S+)\n", up.text())
+    assert found, "the banner names no demo token"
+    return found.group(1)
+
+
 def _runs(up: Up, server: str) -> list[dict]:
     response = requests.get(
         f"{up.base}/v2/demo/servers/{server}/rax-si-image-schedule/runs",
-        headers={"X-Auth-Token": "demo-token"},
+        headers={"X-Auth-Token": _demo_token(up)},
         timeout=5,
     )
     response.raise_for_status()
@@ -135,6 +141,14 @@ def _check_running_service(up: Up, servers: list[str], state_dir: Path) -> None:
     flower = f"http://127.0.0.1:{up.flower_port}"
     assert requests.get(flower, timeout=5).status_code == 401
     user, password = (state_dir / "flower-auth").read_text().strip().split(":", 1)
+    for name in ("tokens.json", "demo-tokens.json", "flower-auth"):
+        assert (state_dir / name).stat().st_mode & 0o077 == 0, f"{name} is readable by others"
+    well_known = requests.get(
+        f"{up.base}/v2/demo/rax-si-image-schedules",
+        headers={"X-Auth-Token": "demo-token"},
+        timeout=5,
+    )
+    assert well_known.status_code == 401
 
     def every_pool_in_flower() -> dict | None:
         workers = requests.get(
@@ -211,10 +225,12 @@ def test_up_on_embedded_servers_and_resume(tmp_path: Path, ups: list[Up]) -> Non
 
     # A second start finds the same servers, token, password and history.
     auth = (state_dir / "flower-auth").read_text()
+    token = _demo_token(first)
     second = Up(env, tmp_path / "up-2.log")
     ups.append(second)
     assert second.wait_up() == servers
     assert (state_dir / "flower-auth").read_text() == auth
+    assert _demo_token(second) == token
     assert done <= {run["id"] for server in servers for run in _runs(second, server)}
     assert "demo schedules enabled" not in second.text()
     _stop_and_check(second, state_dir)

@@ -63,10 +63,13 @@ def test_flower_password_is_the_setting_else_generated_once(tmp_path: Path) -> N
 
 
 def test_the_up_banner_shows_urls_token_and_curl_lines() -> None:
-    from scheduled_images.up import banner
+    from scheduled_images.up import DemoTokens, banner
 
-    text = banner("http://h:1", "http://h:2", "admin:pw", ["http://h:3/metrics"], ["srv-1"])
+    tokens = DemoTokens("t-user", "t-operator")
+    metrics = ["http://h:3/metrics"]
+    text = banner("http://h:1", "http://h:2", "admin:pw", metrics, ["srv-1"], tokens)
     assert "http://h:1/docs" in text and "http://h:2" in text and "admin:pw" in text
     assert "http://h:1/metrics" in text and "http://h:3/metrics" in text
-    assert "token: demo-token" in text
-    assert "curl -s -H 'X-Auth-Token: demo-token' http://h:1/v2/demo/servers/srv-1/" in text
+    assert "token: t-user" in text and "operator token: t-operator" in text
+    assert "curl -s -H 'X-Auth-Token: t-user' http://h:1/v2/demo/servers/srv-1/" in text
+    assert "curl -s -H 'X-Auth-Token: t-operator' http://h:1/admin/v1/runs/summary" in text

@@ -53,3 +53,22 @@ def test_flowers_generated_password_is_random_and_private(tmp_path: Path) -> Non
     assert _mode(tmp_path / "a" / "flower-auth") == 0o600
     # Kept: the next start uses the same one.
     assert flower_basic_auth(Settings.from_env({"STATE_DIR": str(tmp_path / "a")})) == first
+
+
+def test_up_makes_random_demo_tokens_once_and_drops_the_well_known_ones(tmp_path: Path) -> None:
+    from scheduled_images.up import demo_tokens
+
+    settings = Settings.from_env({"STATE_DIR": str(tmp_path)})
+    # A state folder from before: the fixed tokens everybody could read in the docs.
+    add_token(settings.auth_tokens_file, "demo-token", "demo", ["creator"])
+    add_token(settings.auth_tokens_file, "demo-admin-token", "operators", ["admin"])
+    made = demo_tokens(settings)
+    stored = json.loads(settings.auth_tokens_file.read_text())
+    assert "demo-token" not in stored and "demo-admin-token" not in stored
+    assert stored[made.tenant] == {"tenant": "demo", "roles": ["creator"]}
+    assert stored[made.operator] == {"tenant": "operators", "roles": ["admin"]}
+    assert len(made.tenant) >= 32 and made.tenant != made.operator
+    assert _mode(tmp_path / "demo-tokens.json") == 0o600
+    assert demo_tokens(settings) == made
+    other = demo_tokens(Settings.from_env({"STATE_DIR": str(tmp_path / "elsewhere")}))
+    assert other.tenant != made.tenant
