@@ -29,5 +29,9 @@ __all__ = [
 def make_auth_backend(settings: Settings) -> AuthBackend:
     """The backend AUTH_BACKEND names."""
     if settings.auth_backend == "keystone":
-        return KeystoneAuth(**settings.openstack_credentials(), cache_seconds=settings.auth_cache_s)
+        return KeystoneAuth(
+            **settings.openstack_credentials(),
+            cache_seconds=settings.auth_cache_s,
+            operator_projects=settings.admin_project_ids,
+        )
     return StaticTokens(settings.auth_tokens_file)

@@ -8,7 +8,7 @@ import datetime
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import requests
@@ -26,8 +26,8 @@ ROLE_MAP: dict[str, frozenset[str]] = {
 }
 # A token someone just got may be retried at once; do not remember a "no" for long.
 NEGATIVE_CACHE_SECONDS = 5.0
-# Enough for every active user of a busy API; a flood of made-up tokens only evicts the
-# least recently used entries instead of growing the process.
+# Entries of accepted tokens, and as many of refused ones: enough for every active user of a
+# busy API, and a bound on what a flood of made-up tokens can make the process hold.
 MAX_CACHE_ENTRIES = 10_000
 # Renew the service token this long before Keystone says it expires, so no validation is
 # sent with a token that dies in flight.
@@ -39,6 +39,37 @@ class _Entry:
     identity: Identity | None
     cached_until: float
     token_expires_at: float
+
+
+class _RecentEntries:
+    """At most `size` entries, the least recently used going first; an entry past its
+    `cached_until` is gone."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: collections.OrderedDict[bytes, _Entry] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes, now: float) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if now >= entry.cached_until:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: bytes, entry: _Entry) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
 
 
 def map_roles(keystone_roles: list[str]) -> frozenset[str]:
@@ -67,9 +98,12 @@ class KeystoneAuth:
         cache_seconds: float = 30.0,
         timeout: float = 5.0,
         *,
+        operator_projects: Iterable[str] = (),
+        cache_entries: int = MAX_CACHE_ENTRIES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._url = _v3_url(auth_url)
+        self._operator_projects = frozenset(operator_projects)
         self._credentials = {
             "auth": {
                 "identity": {
@@ -91,8 +125,10 @@ class KeystoneAuth:
         self._timeout = timeout
         self._clock = clock
         self._http = requests.Session()
-        self._cache: collections.OrderedDict[bytes, _Entry] = collections.OrderedDict()
-        self._cache_lock = threading.Lock()
+        # Apart, so that a flood of made-up tokens evicts only other refusals, never the
+        # entries of tokens that work.
+        self._accepted = _RecentEntries(cache_entries)
+        self._refused = _RecentEntries(cache_entries)
         self._service_lock = threading.Lock()
         self._service_token: str | None = None
         self._service_expires_at = 0.0
@@ -105,40 +141,22 @@ class KeystoneAuth:
         """
         if not token:
             return None
-        # The cache is keyed by a digest so the process does not hold live tokens as keys.
+        # Keyed by a digest so the process does not hold live tokens as keys.
         key = hashlib.sha256(token.encode()).digest()
-        found, identity = self._cached(key)
-        if found:
-            return identity
+        now = self._clock()
+        entry = self._accepted.get(key, now) or self._refused.get(key, now)
+        if entry is not None:
+            # Expired while cached: never accepted, and Keystone need not be asked.
+            return entry.identity if entry.token_expires_at > now else None
         identity, expires_at = self._validate(token)
         now = self._clock()
-        if expires_at <= now:
-            identity = None
-        # A positive entry may outlive its token: a hit checks the expiry and refuses it
-        # without asking Keystone, since an expired token never becomes valid again.
-        ttl = self._cache_seconds if identity else min(self._cache_seconds, NEGATIVE_CACHE_SECONDS)
-        until = now + ttl
-        with self._cache_lock:
-            self._cache[key] = _Entry(identity, until, expires_at)
-            self._cache.move_to_end(key)
-            while len(self._cache) > MAX_CACHE_ENTRIES:
-                self._cache.popitem(last=False)
-        return identity
-
-    def _cached(self, key: bytes) -> tuple[bool, Identity | None]:
-        now = self._clock()
-        with self._cache_lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return False, None
-            if now >= entry.cached_until:
-                del self._cache[key]
-                return False, None
-            self._cache.move_to_end(key)
-        if entry.identity is not None and entry.token_expires_at <= now:
-            # Expired while cached: never accepted, and Keystone need not be asked.
-            return True, None
-        return True, entry.identity
+        if identity is not None and expires_at > now:
+            # A positive entry may outlive its token: a hit checks the expiry above.
+            self._accepted.put(key, _Entry(identity, now + self._cache_seconds, expires_at))
+            return identity
+        ttl = min(self._cache_seconds, NEGATIVE_CACHE_SECONDS)
+        self._refused.put(key, _Entry(None, now + ttl, 0.0))
+        return None
 
     def _validate(self, token: str) -> tuple[Identity | None, float]:
         """Ask Keystone; returns the identity (or None) and when the token expires."""
@@ -161,7 +179,7 @@ class KeystoneAuth:
             body = response.json()["token"]
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthBackendUnavailable("Keystone sent a token body that is not JSON") from exc
-        return _identity(body), _timestamp(body.get("expires_at"))
+        return _identity(body, self._operator_projects), _timestamp(body.get("expires_at"))
 
     def _validation_request(self, service_token: str, token: str) -> requests.Response:
         return self._send(
@@ -205,15 +223,25 @@ class KeystoneAuth:
             raise AuthBackendUnavailable(f"Keystone at {self._url} did not answer: {exc}") from exc
 
 
-def _identity(body: dict[str, Any]) -> Identity | None:
+def _identity(body: dict[str, Any], operator_projects: frozenset[str]) -> Identity | None:
+    """The identity a validated token gives (API.md): its project is its tenant, and the role
+    admin makes an operator only on an operator project or a system-scoped token; elsewhere
+    it is an ordinary creator of its own project, so a customer who administers their own
+    project gains nothing over other tenants."""
+    roles = map_roles([str(r.get("name", "")) for r in body.get("roles") or []])
     project = body.get("project") or {}
+    if (body.get("system") or {}).get("all") is True:
+        # A system-scoped token names no tenant: it is an operator's or nobody's.
+        return Identity(tenant_id="", roles=roles) if "admin" in roles else None
     if not project.get("id"):
         # Unscoped and domain-scoped tokens name no tenant.
         return None
-    roles = map_roles([str(r.get("name", "")) for r in body.get("roles") or []])
+    tenant_id = str(project["id"])
+    if tenant_id not in operator_projects:
+        roles -= {"admin"}
     if not roles:
         return None
-    return Identity(tenant_id=str(project["id"]), roles=roles)
+    return Identity(tenant_id=tenant_id, roles=roles)
 
 
 def _timestamp(value: Any) -> float:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.auth import keystone as keystone_auth
 from api.auth.identity import AuthBackendUnavailable, Identity
 from api.auth.keystone import NEGATIVE_CACHE_SECONDS, KeystoneAuth
 from tests.standins.openstack_cloud import ADMIN_USER, ManualClock, OpenStackCloud
@@ -45,7 +44,8 @@ def validations(cloud: OpenStackCloud) -> int:
 @pytest.mark.parametrize(
     ("keystone_roles", "roles"),
     [
-        (["admin"], {"admin", "creator", "observer"}),
+        # Not an operator project: the role admin is a creator of its own tenant (API.md).
+        (["admin"], {"creator", "observer"}),
         (["member"], {"creator", "observer"}),
         (["Member"], {"creator", "observer"}),
         (["_member_"], {"creator", "observer"}),
@@ -62,6 +62,17 @@ def test_a_valid_token_gives_its_project_and_mapped_roles(
     token = cloud.issue_token(tenant, keystone_roles)
 
     assert auth.authenticate(token) == Identity(tenant_id=tenant, roles=frozenset(roles))
+
+
+def test_admin_on_an_operator_project_is_the_operator(cloud, clock, tenant):
+    operators = cloud.add_project("operators")
+    auth = KeystoneAuth(**cloud.admin_credentials, operator_projects=[operators], clock=clock)
+
+    operator = auth.authenticate(cloud.issue_token(operators, ["admin"]))
+    customer_admin = auth.authenticate(cloud.issue_token(tenant, ["admin"]))
+
+    assert operator is not None and operator.is_admin
+    assert customer_admin == Identity(tenant, frozenset({"creator", "observer"}))
 
 
 def test_a_token_with_none_of_the_services_roles_is_refused(cloud, auth, tenant):
@@ -138,8 +149,8 @@ def test_an_expiry_already_past_by_our_clock_is_refused(cloud, auth, tenant, clo
     assert auth.authenticate(token) is None
 
 
-def test_the_cache_is_bounded(cloud, auth, tenant, monkeypatch):
-    monkeypatch.setattr(keystone_auth, "MAX_CACHE_ENTRIES", 3)
+def test_the_cache_is_bounded(cloud, clock, tenant):
+    auth = KeystoneAuth(**cloud.admin_credentials, cache_entries=3, clock=clock)
     tokens = [cloud.issue_token(tenant, ["reader"]) for _ in range(4)]
     for token in tokens:
         auth.authenticate(token)
@@ -147,7 +158,20 @@ def test_the_cache_is_bounded(cloud, auth, tenant, monkeypatch):
     auth.authenticate(tokens[0])  # evicted as the least recently used
 
     assert validations(cloud) == 5
-    assert len(auth._cache) == 3
+    assert len(auth._accepted) == 3
+
+
+def test_a_flood_of_made_up_tokens_never_evicts_a_working_one(cloud, clock, tenant):
+    auth = KeystoneAuth(**cloud.admin_credentials, cache_entries=3, clock=clock)
+    working = cloud.issue_token(tenant, ["member"])
+    assert auth.authenticate(working) is not None
+    for number in range(20):
+        assert auth.authenticate(f"made-up-{number}") is None
+    asked = validations(cloud)
+
+    assert auth.authenticate(working) == Identity(tenant, frozenset({"creator", "observer"}))
+    assert validations(cloud) == asked  # answered from the cache: nothing pushed it out
+    assert len(auth._refused) == 3
 
 
 def test_a_revoked_service_token_is_replaced_and_the_user_still_gets_in(cloud, auth, tenant):
