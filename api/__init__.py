@@ -20,14 +20,16 @@ from common.clock import utcnow
 from common.compute import make_driver
 from common.compute.base import ComputeDriver
 from common.db import is_outage, make_engine, make_read_session_factory, make_session_factory
+from common.ids import is_uuid
 from common.logging import clear
 from common.settings import Settings
 from scheduler.fleet_plan import PlannedLoad
 from workers.publisher import make_publisher
 
 MAX_BODY_BYTES = 64 * 1024
-# Ids are opaque, but a NUL or a control character can reach no server: refuse it early.
-_ID = re.compile(r"^[^\x00-\x1f\x7f/]{1,255}$")
+# Tenant ids are opaque (Keystone project ids, or the static tokens file's names), but a NUL
+# or a control character names no tenant: refuse it early.
+_TENANT_ID = re.compile(r"^[^\x00-\x1f\x7f/]{1,255}$")
 # webargs answers 422 by default; the compatible API says 400. The parser is shared by every
 # blueprint and read when a view declares its arguments, so it is set before the blueprints
 # are imported (in create_app): then the document says 400 as well.
@@ -123,10 +125,13 @@ def _install_request_hooks(app: Flask) -> None:
     def _check_request() -> None:
         clear()
         g.started = time.perf_counter()
-        for name in ("tenant_id", "server_id"):
-            value = (request.view_args or {}).get(name)
-            if value is not None and not _ID.match(value):
-                errors.abort(404, f"Specified {name} {value!r} is not valid.")
+        arguments = request.view_args or {}
+        tenant_id, server_id = arguments.get("tenant_id"), arguments.get("server_id")
+        if tenant_id is not None and not _TENANT_ID.match(tenant_id):
+            errors.abort(404, f"Specified tenant_id {tenant_id!r} is not valid.")
+        if server_id is not None and not is_uuid(server_id):
+            # What API.md answers for a server that does not exist, which this cannot be.
+            errors.abort(404, f"Specified instance {server_id} could not be found.")
         if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0:
             needs_json = request.endpoint == "schedules.ServerSchedule"
             if needs_json and request.mimetype != "application/json":

@@ -30,6 +30,7 @@ from common.compute.base import (
     ServerBusy,
     ServerNotFound,
 )
+from common.ids import is_uuid
 
 # Nova task states that mean a snapshot of the server is under way.
 IMAGE_TASK_STATES = frozenset(
@@ -138,7 +139,7 @@ class OpenStackDriver(ComputeDriver):
     # -- Nova -------------------------------------------------------------------------------
 
     def get_server(self, tenant_id: str, server_id: str) -> Server:
-        if not _safe_id(server_id):
+        if not is_uuid(server_id):
             raise ServerNotFound(f"server {server_id}")
         with _translate(ServerNotFound, f"server {server_id}"):
             found = self._conn.compute.get_server(server_id)
@@ -186,7 +187,7 @@ class OpenStackDriver(ComputeDriver):
     # -- Glance -----------------------------------------------------------------------------
 
     def get_image(self, tenant_id: str, image_id: str) -> Image:
-        if not _safe_id(image_id):
+        if not is_uuid(image_id):
             raise ImageNotFound(f"image {image_id}")
         with _translate(ImageNotFound, f"image {image_id}"):
             body = self._glance("GET", f"/images/{image_id}").json()
@@ -196,7 +197,7 @@ class OpenStackDriver(ComputeDriver):
 
     def get_images(self, tenant_id: str, image_ids: Iterable[str]) -> dict[str, Image]:
         # A comma would split into extra ids inside Glance's `in:` list; no real id has one.
-        wanted = list(dict.fromkeys(i for i in image_ids if _safe_id(i) and "," not in i))
+        wanted = list(dict.fromkeys(i for i in image_ids if is_uuid(i)))
         found: dict[str, Image] = {}
         for start in range(0, len(wanted), IDS_PER_LIST_CALL):
             chunk = wanted[start : start + IDS_PER_LIST_CALL]
@@ -278,11 +279,6 @@ def _translate(
         KeyError,  # an old Nova's createImage answer without a Location header
     ) as exc:
         raise ComputeError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
-def _safe_id(value: str) -> bool:
-    # Ids go into URL paths; one with a slash or dots could reach another API route as admin.
-    return bool(value) and "/" not in value and value not in (".", "..") and "?" not in value
 
 
 def _reason(exc: openstack.exceptions.HttpException) -> str:

@@ -456,7 +456,20 @@ def test_a_snapshot_stranded_in_the_admins_project_by_a_crash_is_adopted(clock):
             driver.get_image(tenant, foreign)
 
 
-@pytest.mark.parametrize("bad_id", ["", "..", "a/b", "../../os-hypervisors", "x?all_tenants=1"])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "",
+        "..",
+        "a/b",
+        "../../os-hypervisors",
+        "x?all_tenants=1",
+        "%2e%2e",
+        "not-a-uuid",
+        "0b7e6a0e-3f5c-4c5e-9b0a-2f1d8c7e6a5b/../x",
+        "0b7e6a0e-3f5c-4c5e-9b0a-2f1d8c7e6a5b,0b7e6a0e-3f5c-4c5e-9b0a-2f1d8c7e6a5c",
+    ],
+)
 def test_ids_that_would_leave_the_resource_path_are_not_found(cloud, driver, tenant, bad_id):
     with pytest.raises(ServerNotFound):
         driver.get_server(tenant, bad_id)

@@ -105,6 +105,24 @@ def test_unknown_server_is_404(alice) -> None:
         assert answer.json() == expected
 
 
+@pytest.mark.parametrize(
+    "server_id", ["%2e%2e", "x%3Fall_tenants=1", "a,b", "not-a-uuid", "1" * 36]
+)
+def test_a_server_id_that_is_no_uuid_never_reaches_the_cloud(alice, server_id, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from common.compute.simulated import SimulatedDriver
+
+    asked = []
+    monkeypatch.setattr(SimulatedDriver, "get_server", lambda *args: asked.append(args))
+    for answer in (
+        alice.post_schedule(server_id, {"image_schedule": {"retention": 1}}),
+        alice.get_schedule(server_id),
+        alice.request("GET", alice.schedule_url(server_id) + "/runs"),
+    ):
+        assert answer.status_code == 404
+        assert answer.json()["itemNotFound"]["message"].startswith("Specified instance ")
+    assert asked == []
+
+
 def test_other_tenants_server_looks_like_no_server(alice, server_b, api_server) -> None:
     bob = alice.as_token("bob", "tenant-b")
     assert bob.post_schedule(server_b, {"image_schedule": {"retention": 1}}).status_code == 200
