@@ -1,23 +1,7 @@
-"""A stand-in OpenStack (Keystone v3, Nova, Glance v2) served over HTTP on 127.0.0.1 for tests.
-
-It speaks just enough of each API for openstacksdk and keystoneauth to talk to it as to a real
-cloud: version discovery, password authentication with a service catalog, token validation,
-Nova's server GET and createImage action, Glance's image list (with property and `in:`
-filters and paging), GET and DELETE. Snapshots move queued → saving → active over a
-configurable time, and faults (error statuses, hangs, images that fail or never finish) can be
-switched on from the test. Every request is recorded so tests can count what went on the wire.
-
-    with OpenStackCloud() as cloud:
-        tenant = cloud.add_project("demo")
-        server_id = cloud.add_server(tenant, name="web-1")
-        token = cloud.issue_token(tenant, ["member"])
-        driver = OpenStackDriver(**cloud.admin_credentials)
-        identity = KeystoneAuth(**cloud.admin_credentials).authenticate(token)
-"""
+"""The stand-in cloud itself: its state, the test's controls over it, and its HTTP server."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import secrets
 import threading
@@ -29,6 +13,16 @@ from urllib.parse import urlencode
 
 import flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from tests.standins.openstack_cloud.model import (
+    CloudImage,
+    CloudServer,
+    Fault,
+    Project,
+    RecordedRequest,
+    Token,
+    User,
+)
 
 ADMIN_USER = "si-admin"
 ADMIN_PASSWORD = "si-admin-secret"
@@ -52,106 +46,6 @@ class _QuietRequestHandler(WSGIRequestHandler):
 
 def iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class ManualClock:
-    """A clock (Unix seconds) that moves only when told: pass it as `clock=` to step time."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclasses.dataclass
-class Project:
-    id: str
-    name: str
-
-
-@dataclasses.dataclass
-class User:
-    id: str
-    name: str
-    password: str
-    project_id: str
-    roles: list[str]
-
-
-@dataclasses.dataclass
-class Token:
-    value: str
-    user_id: str
-    project_id: str
-    roles: list[str]
-    issued_at: float
-    expires_at: float
-
-
-@dataclasses.dataclass
-class CloudServer:
-    id: str
-    project_id: str
-    name: str
-    disk_gb: int = 20
-    # A task state set by the test (e.g. "resize_prep"); snapshots add their own on top.
-    task_state: str | None = None
-    created_at: float = 0.0
-
-
-@dataclasses.dataclass
-class CloudImage:
-    id: str
-    owner: str
-    name: str
-    created_at: float
-    properties: dict[str, str]
-    min_disk: int = 0
-    visibility: str = "private"
-    # Snapshot timeline: queued until queued_until, saving until done_at, then `outcome`.
-    queued_until: float = 0.0
-    done_at: float = 0.0
-    outcome: str = "active"  # "active", "killed" or "never" (stays saving)
-    status_override: str | None = None
-    deleted: bool = False
-
-    def status(self, now: float) -> str:
-        if self.deleted:
-            return "deleted"
-        if self.status_override:
-            return self.status_override
-        if now < self.queued_until:
-            return "queued"
-        if now < self.done_at or self.outcome == "never":
-            return "saving"
-        return self.outcome
-
-
-@dataclasses.dataclass
-class Fault:
-    """What a service answers instead of its normal response, for `remaining` requests."""
-
-    service: str
-    status: int | None = None
-    hang: bool = False
-    remaining: int | None = None  # None: until cleared
-    method: str | None = None
-    path_contains: str | None = None
-    include_discovery: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class RecordedRequest:
-    service: str
-    method: str
-    path: str
-    query: dict[str, str]
-    discovery: bool
-    headers: dict[str, str]
 
 
 class OpenStackCloud:

@@ -1,0 +1,62 @@
+"""A stand-in OpenStack (Keystone v3, Nova, Glance v2) served over HTTP on 127.0.0.1 for tests.
+
+It speaks just enough of each API for openstacksdk and keystoneauth to talk to it as to a real
+cloud: version discovery, password authentication with a service catalog, token validation,
+Nova's server GET and createImage action, Glance's image list (with property and `in:`
+filters and paging), GET and DELETE. Snapshots move queued → saving → active over a
+configurable time, and faults (error statuses, hangs, images that fail or never finish) can be
+switched on from the test. Every request is recorded so tests can count what went on the wire.
+
+    with OpenStackCloud() as cloud:
+        tenant = cloud.add_project("demo")
+        server_id = cloud.add_server(tenant, name="web-1")
+        token = cloud.issue_token(tenant, ["member"])
+        driver = OpenStackDriver(**cloud.admin_credentials)
+        identity = KeystoneAuth(**cloud.admin_credentials).authenticate(token)
+"""
+
+from tests.standins.openstack_cloud.cloud import (
+    ADMIN_PASSWORD,
+    ADMIN_PROJECT,
+    ADMIN_USER,
+    DEFAULT_DOMAIN,
+    GLANCE_DEFAULT_LIMIT,
+    GLANCE_LIST_CONTROLS,
+    GLANCE_MAX_LIMIT,
+    NOVA_MAX_MICROVERSION,
+    SNAPSHOT_TASK_STATES,
+    OpenStackCloud,
+    iso,
+)
+from tests.standins.openstack_cloud.model import (
+    CloudImage,
+    CloudServer,
+    Fault,
+    ManualClock,
+    Project,
+    RecordedRequest,
+    Token,
+    User,
+)
+
+__all__ = [
+    "ADMIN_PASSWORD",
+    "ADMIN_PROJECT",
+    "ADMIN_USER",
+    "DEFAULT_DOMAIN",
+    "GLANCE_DEFAULT_LIMIT",
+    "GLANCE_LIST_CONTROLS",
+    "GLANCE_MAX_LIMIT",
+    "NOVA_MAX_MICROVERSION",
+    "SNAPSHOT_TASK_STATES",
+    "CloudImage",
+    "CloudServer",
+    "Fault",
+    "ManualClock",
+    "OpenStackCloud",
+    "Project",
+    "RecordedRequest",
+    "Token",
+    "User",
+    "iso",
+]
