@@ -26,7 +26,6 @@ from tests.standins.openstack_cloud.cloud import (
     NOVA_MAX_MICROVERSION,
     SNAPSHOT_TASK_STATES,
     OpenStackCloud,
-    iso,
 )
 from tests.standins.openstack_cloud.model import (
     CloudImage,
@@ -38,6 +37,7 @@ from tests.standins.openstack_cloud.model import (
     Token,
     User,
 )
+from tests.standins.openstack_cloud.wire import iso
 
 __all__ = [
     "ADMIN_PASSWORD",

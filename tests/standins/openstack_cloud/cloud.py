@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import secrets
 import threading
 import time
@@ -23,6 +22,15 @@ from tests.standins.openstack_cloud.model import (
     Token,
     User,
 )
+from tests.standins.openstack_cloud.wire import (
+    EXTENSION,
+    UNAUTHENTICATED,
+    authenticated,
+    error,
+    is_admin,
+    iso,
+    record_and_fault,
+)
 
 ADMIN_USER = "si-admin"
 ADMIN_PASSWORD = "si-admin-secret"
@@ -42,10 +50,6 @@ class _QuietRequestHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
-
-
-def iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class OpenStackCloud:
@@ -84,7 +88,8 @@ class OpenStackCloud:
         self.requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._image_outcomes: list[str] = []
-        self._lock = threading.RLock()
+        # The server is threaded: its handlers and the test's seeding share this lock.
+        self.lock = threading.RLock()
         self._release = threading.Event()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -151,13 +156,13 @@ class OpenStackCloud:
 
     def add_project(self, name: str | None = None, project_id: str | None = None) -> str:
         project_id = project_id or uuid.uuid4().hex
-        with self._lock:
+        with self.lock:
             self.projects[project_id] = Project(project_id, name or f"project-{project_id[:8]}")
         return project_id
 
     def add_user(self, name: str, password: str, project_id: str, roles: Iterable[str]) -> str:
         user_id = uuid.uuid4().hex
-        with self._lock:
+        with self.lock:
             self.users[user_id] = User(user_id, name, password, project_id, list(roles))
         return user_id
 
@@ -170,15 +175,15 @@ class OpenStackCloud:
         user_id = self.add_user(
             f"user-{secrets.token_hex(4)}", secrets.token_hex(8), project_id, roles
         )
-        return self._issue(self.users[user_id], expires_in)
+        return self.issue(self.users[user_id], expires_in)
 
     def revoke_token(self, token: str) -> None:
-        with self._lock:
+        with self.lock:
             self.tokens.pop(token, None)
 
     def revoke_user_tokens(self, username: str) -> None:
         """Revoke every token of the user (e.g. the service's own, to test re-login)."""
-        with self._lock:
+        with self.lock:
             ids = {u.id for u in self.users.values() if u.name == username}
             for value in [v for v, t in self.tokens.items() if t.user_id in ids]:
                 del self.tokens[value]
@@ -193,7 +198,7 @@ class OpenStackCloud:
         task_state: str | None = None,
     ) -> str:
         server_id = server_id or str(uuid.uuid4())
-        with self._lock:
+        with self.lock:
             if project_id not in self.projects:
                 self.add_project(project_id=project_id)
             self.servers[server_id] = CloudServer(
@@ -207,11 +212,11 @@ class OpenStackCloud:
         return server_id
 
     def delete_server(self, server_id: str) -> None:
-        with self._lock:
+        with self.lock:
             self.servers.pop(server_id, None)
 
     def set_task_state(self, server_id: str, task_state: str | None) -> None:
-        with self._lock:
+        with self.lock:
             self.servers[server_id].task_state = task_state
 
     def add_image(
@@ -239,23 +244,23 @@ class OpenStackCloud:
             visibility=visibility,
             status_override=None if status == "active" else status,
         )
-        with self._lock:
+        with self.lock:
             self.images[image.id] = image
         return image.id
 
     def set_image_status(self, image_id: str, status: str | None) -> None:
         """Force an image's status (None: back to its timeline)."""
-        with self._lock:
+        with self.lock:
             self.images[image_id].status_override = status
 
     def image_status(self, image_id: str) -> str:
-        with self._lock:
+        with self.lock:
             return self.images[image_id].status(self.clock())
 
     def set_image_outcome(self, outcome: str, count: int = 1) -> None:
         """The next `count` snapshots end `outcome`: "killed", or "never" finish."""
         assert outcome in {"active", "killed", "never"}
-        with self._lock:
+        with self.lock:
             self._image_outcomes.extend([outcome] * count)
 
     # -- faults and the wire record -------------------------------------------------------
@@ -279,13 +284,13 @@ class OpenStackCloud:
         """
         assert service in {"keystone", "nova", "glance"}
         assert status is not None or hang
-        with self._lock:
+        with self.lock:
             self._faults.append(
                 Fault(service, status, hang, times, method, path_contains, include_discovery)
             )
 
     def clear_faults(self) -> None:
-        with self._lock:
+        with self.lock:
             self._faults.clear()
 
     def count(
@@ -296,7 +301,7 @@ class OpenStackCloud:
         path_contains: str | None = None,
         include_discovery: bool = False,
     ) -> int:
-        with self._lock:
+        with self.lock:
             return sum(
                 1
                 for r in self.requests
@@ -307,12 +312,26 @@ class OpenStackCloud:
             )
 
     def reset_requests(self) -> None:
-        with self._lock:
+        with self.lock:
             self.requests.clear()
 
-    # -- internals ------------------------------------------------------------------------
+    # -- what the services ask of it --------------------------------------------------------
 
-    def _issue(self, user: User, expires_in: float) -> str:
+    def record(self, request: RecordedRequest) -> Fault | None:
+        """Records a request and takes the fault switched on for it, if there is one."""
+        with self.lock:
+            self.requests.append(request)
+            fault = next((f for f in self._faults if f.answers(request)), None)
+            if fault is not None and fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+        return fault
+
+    def hang(self) -> None:
+        self._release.wait(self.hang_seconds)
+
+    def issue(self, user: User, expires_in: float) -> str:
         now = self.clock()
         token = Token(
             secrets.token_urlsafe(32),
@@ -322,12 +341,12 @@ class OpenStackCloud:
             now,
             now + expires_in,
         )
-        with self._lock:
+        with self.lock:
             self.tokens[token.value] = token
         return token.value
 
-    def _valid_token(self, value: str | None) -> Token | None:
-        with self._lock:
+    def valid_token(self, value: str | None) -> Token | None:
+        with self.lock:
             token = self.tokens.get(value or "")
         if token is None or token.expires_at <= self.clock():
             return None
@@ -381,8 +400,8 @@ class OpenStackCloud:
             body["catalog"] = self._catalog()
         return {"token": body}
 
-    def _next_outcome(self) -> str:
-        with self._lock:
+    def next_outcome(self) -> str:
+        with self.lock:
             return self._image_outcomes.pop(0) if self._image_outcomes else "active"
 
     def _server_task_state(self, server: CloudServer, now: float) -> str | None:
@@ -430,86 +449,9 @@ class OpenStackCloud:
     def _make_app(self) -> flask.Flask:
         app = flask.Flask("openstack_standin")
         app.url_map.strict_slashes = False
+        app.extensions[EXTENSION] = self
+        app.before_request(record_and_fault)
         cloud = self
-
-        def service_of(path: str) -> str:
-            head = path.strip("/").split("/", 1)[0]
-            return {"identity": "keystone", "compute": "nova", "image": "glance"}.get(head, "")
-
-        def is_discovery(path: str) -> bool:
-            return path.rstrip("/") in {
-                "",
-                "/identity",
-                "/identity/v3",
-                "/compute",
-                "/compute/v2.1",
-                "/image",
-                "/image/v2",
-            }
-
-        @app.before_request
-        def record_and_fault() -> flask.Response | None:
-            path = flask.request.path
-            service = service_of(path)
-            discovery = is_discovery(path)
-            with cloud._lock:
-                cloud.requests.append(
-                    RecordedRequest(
-                        service,
-                        flask.request.method,
-                        path,
-                        dict(flask.request.args),
-                        discovery,
-                        dict(flask.request.headers),
-                    )
-                )
-                fault = next(
-                    (
-                        f
-                        for f in cloud._faults
-                        if f.service == service
-                        and (f.include_discovery or not discovery)
-                        and (f.method is None or f.method == flask.request.method)
-                        and (f.path_contains is None or f.path_contains in path)
-                    ),
-                    None,
-                )
-                if fault is not None and fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        cloud._faults.remove(fault)
-            if fault is None:
-                return None
-            if fault.hang:
-                cloud._release.wait(cloud.hang_seconds)
-                if fault.status is None:
-                    return error(service, 504, "The stand-in hung on purpose")
-            assert fault.status is not None
-            return error(service, fault.status, f"Fault switched on in the stand-in ({service})")
-
-        def error(service: str, status: int, message: str) -> flask.Response:
-            if service == "nova":
-                key = {
-                    400: "badRequest",
-                    403: "forbidden",
-                    404: "itemNotFound",
-                    409: "conflictingRequest",
-                }.get(status, "computeFault")
-                body: dict[str, Any] = {key: {"code": status, "message": message}}
-            elif service == "glance":
-                body = {"code": status, "title": str(status), "message": message}
-            else:
-                body = {"error": {"code": status, "title": str(status), "message": message}}
-            return flask.make_response(flask.jsonify(body), status)
-
-        def caller(service: str) -> Token | flask.Response:
-            token = cloud._valid_token(flask.request.headers.get("X-Auth-Token"))
-            if token is None:
-                return error(service, 401, "The request you have made requires authentication.")
-            return token
-
-        def is_admin(token: Token) -> bool:
-            return "admin" in token.roles
 
         # -- Keystone ---------------------------------------------------------------------
 
@@ -542,7 +484,7 @@ class OpenStackCloud:
             auth = (flask.request.get_json(silent=True) or {}).get("auth") or {}
             password = (auth.get("identity") or {}).get("password") or {}
             wanted = password.get("user") or {}
-            with cloud._lock:
+            with cloud.lock:
                 user = next(
                     (
                         u
@@ -554,7 +496,7 @@ class OpenStackCloud:
                     None,
                 )
             if user is None or wanted.get("password") != user.password:
-                return error("keystone", 401, "The request you have made requires authentication.")
+                return error("keystone", 401, UNAUTHENTICATED)
             scope = (auth.get("scope") or {}).get("project") or {}
             project = cloud.projects[user.project_id]
             if scope.get("id") not in (None, project.id) or scope.get("name") not in (
@@ -562,7 +504,7 @@ class OpenStackCloud:
                 project.name,
             ):
                 return error("keystone", 401, "User has no access to the project")
-            value = cloud._issue(user, 3600.0)
+            value = cloud.issue(user, 3600.0)
             response = flask.make_response(
                 flask.jsonify(cloud._token_body(cloud.tokens[value])), 201
             )
@@ -570,13 +512,11 @@ class OpenStackCloud:
             return response
 
         @app.get("/identity/v3/auth/tokens")
-        def validate_token() -> flask.Response:
-            token = caller("keystone")
-            if isinstance(token, flask.Response):
-                return token
+        @authenticated("keystone")
+        def validate_token(token: Token) -> flask.Response:
             if not {"admin", "service"} & set(token.roles):
                 return error("keystone", 403, "You are not authorized to validate tokens.")
-            subject = cloud._valid_token(flask.request.headers.get("X-Subject-Token"))
+            subject = cloud.valid_token(flask.request.headers.get("X-Subject-Token"))
             if subject is None:
                 return error("keystone", 404, "Could not find token.")
             catalog = "nocatalog" not in flask.request.args
@@ -627,12 +567,10 @@ class OpenStackCloud:
             return server
 
         @app.get("/compute/v2.1/servers/<server_id>")
-        def get_server(server_id: str) -> flask.Response:
-            token = caller("nova")
-            if isinstance(token, flask.Response):
-                return token
+        @authenticated("nova")
+        def get_server(token: Token, server_id: str) -> flask.Response:
             now = cloud.clock()
-            with cloud._lock:
+            with cloud.lock:
                 server = find_server(token, server_id)
                 if server is None:
                     return error("nova", 404, f"Instance {server_id} could not be found.")
@@ -669,15 +607,13 @@ class OpenStackCloud:
             return nova_response({"server": body})
 
         @app.post("/compute/v2.1/servers/<server_id>/action")
-        def server_action(server_id: str) -> flask.Response:
-            token = caller("nova")
-            if isinstance(token, flask.Response):
-                return token
+        @authenticated("nova")
+        def server_action(token: Token, server_id: str) -> flask.Response:
             action = (flask.request.get_json(silent=True) or {}).get("createImage")
             if not isinstance(action, dict) or not action.get("name"):
                 return error("nova", 400, "Only createImage with a name is supported here")
             now = cloud.clock()
-            with cloud._lock:
+            with cloud.lock:
                 server = find_server(token, server_id)
                 if server is None:
                     return error("nova", 404, f"Instance {server_id} could not be found.")
@@ -708,7 +644,7 @@ class OpenStackCloud:
                     min_disk=server.disk_gb,
                     queued_until=queued_until,
                     done_at=queued_until + cloud.image_saving_seconds,
-                    outcome=cloud._next_outcome(),
+                    outcome=cloud.next_outcome(),
                 )
                 cloud.images[image.id] = image
             if microversion() >= (2, 45):
@@ -751,10 +687,8 @@ class OpenStackCloud:
             return str(value).lower() == wanted.lower() if key == "status" else str(value) == wanted
 
         @app.get("/image/v2/images")
-        def list_images() -> flask.Response:
-            token = caller("glance")
-            if isinstance(token, flask.Response):
-                return token
+        @authenticated("glance")
+        def list_images(token: Token) -> flask.Response:
             args = flask.request.args
             try:
                 limit = min(int(args.get("limit", GLANCE_DEFAULT_LIMIT)), cloud.glance_max_limit)
@@ -762,7 +696,7 @@ class OpenStackCloud:
                 return error("glance", 400, "limit must be an integer")
             filters = {k: v for k, v in args.items() if k not in GLANCE_LIST_CONTROLS}
             now = cloud.clock()
-            with cloud._lock:
+            with cloud.lock:
                 bodies = [
                     cloud._image_body(image, now)
                     for image in cloud.images.values()
@@ -789,27 +723,23 @@ class OpenStackCloud:
             return flask.jsonify(result)
 
         @app.get("/image/v2/images/<image_id>")
-        def get_image(image_id: str) -> flask.Response:
-            token = caller("glance")
-            if isinstance(token, flask.Response):
-                return token
-            with cloud._lock:
+        @authenticated("glance")
+        def get_image(token: Token, image_id: str) -> flask.Response:
+            with cloud.lock:
                 image = cloud.images.get(image_id)
                 if image is None or not visible(token, image):
                     return error("glance", 404, f"No image found with ID {image_id}")
                 return flask.jsonify(cloud._image_body(image, cloud.clock()))
 
         @app.patch("/image/v2/images/<image_id>")
-        def patch_image(image_id: str) -> flask.Response:
-            token = caller("glance")
-            if isinstance(token, flask.Response):
-                return token
+        @authenticated("glance")
+        def patch_image(token: Token, image_id: str) -> flask.Response:
             if flask.request.mimetype != "application/openstack-images-v2.1-json-patch":
                 return error("glance", 415, "Unsupported Content-Type")
             operations = flask.request.get_json(force=True, silent=True)
             if not isinstance(operations, list):
                 return error("glance", 400, "A JSON patch list is required")
-            with cloud._lock:
+            with cloud.lock:
                 image = cloud.images.get(image_id)
                 if image is None or not visible(token, image):
                     return error("glance", 404, f"No image found with ID {image_id}")
@@ -822,11 +752,9 @@ class OpenStackCloud:
                 return flask.jsonify(cloud._image_body(image, cloud.clock()))
 
         @app.delete("/image/v2/images/<image_id>")
-        def delete_image(image_id: str) -> flask.Response:
-            token = caller("glance")
-            if isinstance(token, flask.Response):
-                return token
-            with cloud._lock:
+        @authenticated("glance")
+        def delete_image(token: Token, image_id: str) -> flask.Response:
+            with cloud.lock:
                 image = cloud.images.get(image_id)
                 if image is None or not visible(token, image):
                     return error("glance", 404, f"No image found with ID {image_id}")

@@ -95,6 +95,14 @@ class Fault:
     path_contains: str | None = None
     include_discovery: bool = False
 
+    def answers(self, request: RecordedRequest) -> bool:
+        return (
+            self.service == request.service
+            and (self.include_discovery or not request.discovery)
+            and (self.method is None or self.method == request.method)
+            and (self.path_contains is None or self.path_contains in request.path)
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class RecordedRequest:
