@@ -19,7 +19,6 @@ from tests.standins.openstack_cloud.cloud import (
     ADMIN_PASSWORD,
     ADMIN_PROJECT,
     ADMIN_USER,
-    DEFAULT_DOMAIN,
     GLANCE_DEFAULT_LIMIT,
     GLANCE_LIST_CONTROLS,
     GLANCE_MAX_LIMIT,
@@ -27,6 +26,7 @@ from tests.standins.openstack_cloud.cloud import (
     SNAPSHOT_TASK_STATES,
     OpenStackCloud,
 )
+from tests.standins.openstack_cloud.keystone import DEFAULT_DOMAIN
 from tests.standins.openstack_cloud.model import (
     CloudImage,
     CloudServer,

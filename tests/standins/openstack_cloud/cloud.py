@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from tests.standins.openstack_cloud import keystone
 from tests.standins.openstack_cloud.model import (
     CloudImage,
     CloudServer,
@@ -24,7 +25,6 @@ from tests.standins.openstack_cloud.model import (
 )
 from tests.standins.openstack_cloud.wire import (
     EXTENSION,
-    UNAUTHENTICATED,
     authenticated,
     error,
     is_admin,
@@ -35,7 +35,6 @@ from tests.standins.openstack_cloud.wire import (
 ADMIN_USER = "si-admin"
 ADMIN_PASSWORD = "si-admin-secret"
 ADMIN_PROJECT = "service"
-DEFAULT_DOMAIN = {"id": "default", "name": "Default"}
 NOVA_MAX_MICROVERSION = "2.96"
 # The task states real Nova goes through while it snapshots a server.
 SNAPSHOT_TASK_STATES = {"queued": "image_pending_upload", "saving": "image_uploading"}
@@ -352,54 +351,6 @@ class OpenStackCloud:
             return None
         return token
 
-    def _catalog(self) -> list[dict[str, Any]]:
-        def entry(service_type: str, name: str, url: str) -> dict[str, Any]:
-            return {
-                "id": uuid.uuid5(uuid.NAMESPACE_URL, url).hex,
-                "type": service_type,
-                "name": name,
-                "endpoints": [
-                    {
-                        "id": uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{interface}").hex,
-                        "interface": interface,
-                        "region": self.region,
-                        "region_id": self.region,
-                        "url": url,
-                    }
-                    for interface in ("public", "internal", "admin")
-                ],
-            }
-
-        return [
-            entry("identity", "keystone", f"{self.url}/identity"),
-            entry("compute", "nova", f"{self.url}/compute/v2.1"),
-            entry("image", "glance", f"{self.url}/image"),
-        ]
-
-    def _token_body(self, token: Token, catalog: bool = True) -> dict[str, Any]:
-        user = self.users[token.user_id]
-        project = self.projects[token.project_id]
-        body: dict[str, Any] = {
-            "methods": ["password"],
-            "user": {
-                "id": user.id,
-                "name": user.name,
-                "domain": DEFAULT_DOMAIN,
-                "password_expires_at": None,
-            },
-            "project": {"id": project.id, "name": project.name, "domain": DEFAULT_DOMAIN},
-            "roles": [
-                {"id": uuid.uuid5(uuid.NAMESPACE_OID, r).hex, "name": r} for r in token.roles
-            ],
-            "audit_ids": [secrets.token_urlsafe(16)],
-            "issued_at": iso(token.issued_at),
-            "expires_at": iso(token.expires_at),
-            "is_domain": False,
-        }
-        if catalog:
-            body["catalog"] = self._catalog()
-        return {"token": body}
-
     def next_outcome(self) -> str:
         with self.lock:
             return self._image_outcomes.pop(0) if self._image_outcomes else "active"
@@ -451,78 +402,8 @@ class OpenStackCloud:
         app.url_map.strict_slashes = False
         app.extensions[EXTENSION] = self
         app.before_request(record_and_fault)
+        app.register_blueprint(keystone.blueprint)
         cloud = self
-
-        # -- Keystone ---------------------------------------------------------------------
-
-        def identity_version() -> dict[str, Any]:
-            return {
-                "id": "v3.14",
-                "status": "stable",
-                "updated": "2020-04-07T00:00:00Z",
-                "links": [{"rel": "self", "href": f"{cloud.url}/identity/v3/"}],
-                "media-types": [
-                    {
-                        "base": "application/json",
-                        "type": "application/vnd.openstack.identity-v3+json",
-                    }
-                ],
-            }
-
-        @app.get("/identity")
-        def identity_versions() -> flask.Response:
-            return flask.make_response(
-                flask.jsonify({"versions": {"values": [identity_version()]}}), 300
-            )
-
-        @app.get("/identity/v3")
-        def identity_v3() -> flask.Response:
-            return flask.jsonify({"version": identity_version()})
-
-        @app.post("/identity/v3/auth/tokens")
-        def issue_token() -> flask.Response:
-            auth = (flask.request.get_json(silent=True) or {}).get("auth") or {}
-            password = (auth.get("identity") or {}).get("password") or {}
-            wanted = password.get("user") or {}
-            with cloud.lock:
-                user = next(
-                    (
-                        u
-                        for u in cloud.users.values()
-                        if wanted.get("id") in (None, u.id)
-                        and wanted.get("name") in (None, u.name)
-                        and (wanted.get("id") or wanted.get("name"))
-                    ),
-                    None,
-                )
-            if user is None or wanted.get("password") != user.password:
-                return error("keystone", 401, UNAUTHENTICATED)
-            scope = (auth.get("scope") or {}).get("project") or {}
-            project = cloud.projects[user.project_id]
-            if scope.get("id") not in (None, project.id) or scope.get("name") not in (
-                None,
-                project.name,
-            ):
-                return error("keystone", 401, "User has no access to the project")
-            value = cloud.issue(user, 3600.0)
-            response = flask.make_response(
-                flask.jsonify(cloud._token_body(cloud.tokens[value])), 201
-            )
-            response.headers["X-Subject-Token"] = value
-            return response
-
-        @app.get("/identity/v3/auth/tokens")
-        @authenticated("keystone")
-        def validate_token(token: Token) -> flask.Response:
-            if not {"admin", "service"} & set(token.roles):
-                return error("keystone", 403, "You are not authorized to validate tokens.")
-            subject = cloud.valid_token(flask.request.headers.get("X-Subject-Token"))
-            if subject is None:
-                return error("keystone", 404, "Could not find token.")
-            catalog = "nocatalog" not in flask.request.args
-            response = flask.jsonify(cloud._token_body(subject, catalog=catalog))
-            response.headers["X-Subject-Token"] = subject.value
-            return response
 
         # -- Nova -------------------------------------------------------------------------
 
