@@ -22,8 +22,6 @@ from tests.standins.openstack_cloud.cloud import (
     GLANCE_DEFAULT_LIMIT,
     GLANCE_LIST_CONTROLS,
     GLANCE_MAX_LIMIT,
-    NOVA_MAX_MICROVERSION,
-    SNAPSHOT_TASK_STATES,
     OpenStackCloud,
 )
 from tests.standins.openstack_cloud.keystone import DEFAULT_DOMAIN
@@ -37,6 +35,7 @@ from tests.standins.openstack_cloud.model import (
     Token,
     User,
 )
+from tests.standins.openstack_cloud.nova import NOVA_MAX_MICROVERSION, SNAPSHOT_TASK_STATES
 from tests.standins.openstack_cloud.wire import iso
 
 __all__ = [

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from tests.standins.openstack_cloud import keystone
+from tests.standins.openstack_cloud import keystone, nova
 from tests.standins.openstack_cloud.model import (
     CloudImage,
     CloudServer,
@@ -35,9 +35,6 @@ from tests.standins.openstack_cloud.wire import (
 ADMIN_USER = "si-admin"
 ADMIN_PASSWORD = "si-admin-secret"
 ADMIN_PROJECT = "service"
-NOVA_MAX_MICROVERSION = "2.96"
-# The task states real Nova goes through while it snapshots a server.
-SNAPSHOT_TASK_STATES = {"queued": "image_pending_upload", "saving": "image_uploading"}
 # List query parameters that are paging or sorting, not filters.
 GLANCE_LIST_CONTROLS = frozenset({"limit", "marker", "sort", "sort_key", "sort_dir"})
 GLANCE_MAX_LIMIT = 1000
@@ -59,7 +56,7 @@ class OpenStackCloud:
         *,
         image_queued_seconds: float = 0.0,
         image_saving_seconds: float = 0.0,
-        nova_max_microversion: str = NOVA_MAX_MICROVERSION,
+        nova_max_microversion: str = nova.NOVA_MAX_MICROVERSION,
         hang_seconds: float = 10.0,
         glance_max_limit: int = GLANCE_MAX_LIMIT,
         snapshot_owner: str = "server",
@@ -355,16 +352,6 @@ class OpenStackCloud:
         with self.lock:
             return self._image_outcomes.pop(0) if self._image_outcomes else "active"
 
-    def _server_task_state(self, server: CloudServer, now: float) -> str | None:
-        if server.task_state:
-            return server.task_state
-        for image in self.images.values():
-            if image.properties.get("instance_uuid") == server.id:
-                state = SNAPSHOT_TASK_STATES.get(image.status(now))
-                if state and image.status_override is None:
-                    return state
-        return None
-
     def _image_body(self, image: CloudImage, now: float) -> dict[str, Any]:
         status = image.status(now)
         done = status == "active"
@@ -403,136 +390,8 @@ class OpenStackCloud:
         app.extensions[EXTENSION] = self
         app.before_request(record_and_fault)
         app.register_blueprint(keystone.blueprint)
+        app.register_blueprint(nova.blueprint)
         cloud = self
-
-        # -- Nova -------------------------------------------------------------------------
-
-        def compute_version() -> dict[str, Any]:
-            return {
-                "id": "v2.1",
-                "status": "CURRENT",
-                "version": cloud.nova_max_microversion,
-                "min_version": "2.1",
-                "updated": "2013-07-23T11:33:21Z",
-                "links": [{"rel": "self", "href": f"{cloud.url}/compute/v2.1/"}],
-            }
-
-        @app.get("/compute")
-        def compute_versions() -> flask.Response:
-            return flask.jsonify({"versions": [compute_version()]})
-
-        @app.get("/compute/v2.1")
-        def compute_v21() -> flask.Response:
-            return flask.jsonify({"version": compute_version()})
-
-        def microversion() -> tuple[int, int]:
-            header = flask.request.headers.get("OpenStack-API-Version", "")
-            value = header.split()[-1] if header.startswith("compute") else ""
-            value = value or flask.request.headers.get("X-OpenStack-Nova-API-Version", "2.1")
-            if value == "latest":
-                value = cloud.nova_max_microversion
-            major, minor = value.split(".")
-            return int(major), int(minor)
-
-        def nova_response(body: Any, status: int = 200) -> flask.Response:
-            response = flask.make_response(flask.jsonify(body), status)
-            major, minor = microversion()
-            response.headers["OpenStack-API-Version"] = f"compute {major}.{minor}"
-            response.headers["X-OpenStack-Nova-API-Version"] = f"{major}.{minor}"
-            return response
-
-        def find_server(token: Token, server_id: str) -> CloudServer | None:
-            server = cloud.servers.get(server_id)
-            if server is None or not (is_admin(token) or server.project_id == token.project_id):
-                return None
-            return server
-
-        @app.get("/compute/v2.1/servers/<server_id>")
-        @authenticated("nova")
-        def get_server(token: Token, server_id: str) -> flask.Response:
-            now = cloud.clock()
-            with cloud.lock:
-                server = find_server(token, server_id)
-                if server is None:
-                    return error("nova", 404, f"Instance {server_id} could not be found.")
-                task_state = cloud._server_task_state(server, now)
-            flavor: dict[str, Any] = {"id": "m1.small", "links": []}
-            if microversion() >= (2, 47):
-                # From 2.47 Nova embeds the flavor instead of linking to it.
-                flavor = {
-                    "original_name": "m1.small",
-                    "vcpus": 1,
-                    "ram": 2048,
-                    "disk": server.disk_gb,
-                    "ephemeral": 0,
-                    "swap": 0,
-                    "extra_specs": {},
-                }
-            body = {
-                "id": server.id,
-                "name": server.name,
-                "status": "ACTIVE",
-                "tenant_id": server.project_id,
-                "user_id": "u-" + server.project_id[:8],
-                "created": iso(server.created_at),
-                "updated": iso(now),
-                "metadata": {},
-                "addresses": {},
-                "links": [],
-                "flavor": flavor,
-                "image": {"id": "base-image", "links": []},
-                "OS-EXT-STS:task_state": task_state,
-                "OS-EXT-STS:vm_state": "active",
-                "OS-EXT-STS:power_state": 1,
-            }
-            return nova_response({"server": body})
-
-        @app.post("/compute/v2.1/servers/<server_id>/action")
-        @authenticated("nova")
-        def server_action(token: Token, server_id: str) -> flask.Response:
-            action = (flask.request.get_json(silent=True) or {}).get("createImage")
-            if not isinstance(action, dict) or not action.get("name"):
-                return error("nova", 400, "Only createImage with a name is supported here")
-            now = cloud.clock()
-            with cloud.lock:
-                server = find_server(token, server_id)
-                if server is None:
-                    return error("nova", 404, f"Instance {server_id} could not be found.")
-                task_state = cloud._server_task_state(server, now)
-                if task_state is not None:
-                    return error(
-                        "nova",
-                        409,
-                        f"Cannot 'createImage' instance {server_id} while it is in "
-                        f"task_state {task_state}",
-                    )
-                properties = {str(k): str(v) for k, v in (action.get("metadata") or {}).items()}
-                properties.update(
-                    instance_uuid=server.id,
-                    image_type="snapshot",
-                    base_image_ref="base-image",
-                    user_id=token.user_id,
-                )
-                queued_until = now + cloud.image_queued_seconds
-                image = CloudImage(
-                    id=str(uuid.uuid4()),
-                    owner=(
-                        server.project_id if cloud.snapshot_owner == "server" else token.project_id
-                    ),
-                    name=str(action["name"]),
-                    created_at=now,
-                    properties=properties,
-                    min_disk=server.disk_gb,
-                    queued_until=queued_until,
-                    done_at=queued_until + cloud.image_saving_seconds,
-                    outcome=cloud.next_outcome(),
-                )
-                cloud.images[image.id] = image
-            if microversion() >= (2, 45):
-                return nova_response({"image_id": image.id}, 202)
-            response = nova_response({}, 202)
-            response.headers["Location"] = f"{cloud.url}/image/v2/images/{image.id}"
-            return response
 
         # -- Glance -----------------------------------------------------------------------
 
