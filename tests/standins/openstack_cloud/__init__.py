@@ -19,10 +19,12 @@ from tests.standins.openstack_cloud.cloud import (
     ADMIN_PASSWORD,
     ADMIN_PROJECT,
     ADMIN_USER,
+    OpenStackCloud,
+)
+from tests.standins.openstack_cloud.glance import (
     GLANCE_DEFAULT_LIMIT,
     GLANCE_LIST_CONTROLS,
     GLANCE_MAX_LIMIT,
-    OpenStackCloud,
 )
 from tests.standins.openstack_cloud.keystone import DEFAULT_DOMAIN
 from tests.standins.openstack_cloud.model import (

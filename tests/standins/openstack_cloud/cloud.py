@@ -7,13 +7,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
-from urllib.parse import urlencode
 
 import flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from tests.standins.openstack_cloud import keystone, nova
+from tests.standins.openstack_cloud import glance, keystone, nova
 from tests.standins.openstack_cloud.model import (
     CloudImage,
     CloudServer,
@@ -25,20 +23,12 @@ from tests.standins.openstack_cloud.model import (
 )
 from tests.standins.openstack_cloud.wire import (
     EXTENSION,
-    authenticated,
-    error,
-    is_admin,
-    iso,
     record_and_fault,
 )
 
 ADMIN_USER = "si-admin"
 ADMIN_PASSWORD = "si-admin-secret"
 ADMIN_PROJECT = "service"
-# List query parameters that are paging or sorting, not filters.
-GLANCE_LIST_CONTROLS = frozenset({"limit", "marker", "sort", "sort_key", "sort_dir"})
-GLANCE_MAX_LIMIT = 1000
-GLANCE_DEFAULT_LIMIT = 25
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
@@ -58,7 +48,7 @@ class OpenStackCloud:
         image_saving_seconds: float = 0.0,
         nova_max_microversion: str = nova.NOVA_MAX_MICROVERSION,
         hang_seconds: float = 10.0,
-        glance_max_limit: int = GLANCE_MAX_LIMIT,
+        glance_max_limit: int = glance.GLANCE_MAX_LIMIT,
         snapshot_owner: str = "server",
         region: str = "RegionOne",
         clock: Callable[[], float] = time.time,
@@ -352,38 +342,6 @@ class OpenStackCloud:
         with self.lock:
             return self._image_outcomes.pop(0) if self._image_outcomes else "active"
 
-    def _image_body(self, image: CloudImage, now: float) -> dict[str, Any]:
-        status = image.status(now)
-        done = status == "active"
-        body: dict[str, Any] = {
-            "id": image.id,
-            "name": image.name,
-            "status": status,
-            "visibility": image.visibility,
-            "protected": False,
-            "owner": image.owner,
-            "size": 1024**3 if done else None,
-            "virtual_size": None,
-            "checksum": "0" * 32 if done else None,
-            "min_ram": 0,
-            "min_disk": image.min_disk,
-            "disk_format": "qcow2" if done else None,
-            "container_format": "bare" if done else None,
-            "created_at": iso(image.created_at),
-            "updated_at": iso(max(image.created_at, min(now, image.done_at))),
-            "tags": [],
-            "self": f"/v2/images/{image.id}",
-            "file": f"/v2/images/{image.id}/file",
-            "schema": "/v2/schemas/image",
-            "os_hidden": False,
-            "os_hash_algo": None,
-            "os_hash_value": None,
-        }
-        # Glance puts user properties beside its own fields, never over them.
-        for key, value in image.properties.items():
-            body.setdefault(key, value)
-        return body
-
     def _make_app(self) -> flask.Flask:
         app = flask.Flask("openstack_standin")
         app.url_map.strict_slashes = False
@@ -391,116 +349,5 @@ class OpenStackCloud:
         app.before_request(record_and_fault)
         app.register_blueprint(keystone.blueprint)
         app.register_blueprint(nova.blueprint)
-        cloud = self
-
-        # -- Glance -----------------------------------------------------------------------
-
-        def image_versions() -> flask.Response:
-            values = [
-                {
-                    "id": f"v2.{minor}",
-                    "status": "CURRENT" if minor == 16 else "SUPPORTED",
-                    "links": [{"rel": "self", "href": f"{cloud.url}/image/v2/"}],
-                }
-                for minor in (16, 15, 9, 0)
-            ]
-            return flask.make_response(flask.jsonify({"versions": values}), 300)
-
-        app.add_url_rule("/image", "image_root", image_versions)
-        app.add_url_rule("/image/v2", "image_v2", image_versions)
-
-        def visible(token: Token, image: CloudImage) -> bool:
-            if image.deleted:
-                return False
-            return (
-                is_admin(token)
-                or image.owner == token.project_id
-                or image.visibility in ("public", "community")
-            )
-
-        def matches(body: dict[str, Any], key: str, wanted: str) -> bool:
-            value = body.get(key)
-            if value is None:
-                return False
-            if wanted.startswith("in:"):
-                return str(value) in wanted[3:].split(",")
-            return str(value).lower() == wanted.lower() if key == "status" else str(value) == wanted
-
-        @app.get("/image/v2/images")
-        @authenticated("glance")
-        def list_images(token: Token) -> flask.Response:
-            args = flask.request.args
-            try:
-                limit = min(int(args.get("limit", GLANCE_DEFAULT_LIMIT)), cloud.glance_max_limit)
-            except ValueError:
-                return error("glance", 400, "limit must be an integer")
-            filters = {k: v for k, v in args.items() if k not in GLANCE_LIST_CONTROLS}
-            now = cloud.clock()
-            with cloud.lock:
-                bodies = [
-                    cloud._image_body(image, now)
-                    for image in cloud.images.values()
-                    if visible(token, image)
-                ]
-            bodies = [b for b in bodies if all(matches(b, k, v) for k, v in filters.items())]
-            # Glance's default order: newest first, ties by id.
-            bodies.sort(key=lambda b: (b["created_at"], b["id"]), reverse=True)
-            marker = args.get("marker")
-            if marker:
-                ids = [b["id"] for b in bodies]
-                if marker not in ids:
-                    return error("glance", 400, f"marker {marker} could not be found")
-                bodies = bodies[ids.index(marker) + 1 :]
-            page = bodies[:limit]
-            result: dict[str, Any] = {
-                "images": page,
-                "first": "/v2/images",
-                "schema": "/v2/schemas/images",
-            }
-            if len(bodies) > limit:
-                query = {**filters, "limit": str(limit), "marker": page[-1]["id"]}
-                result["next"] = f"/v2/images?{urlencode(query)}"
-            return flask.jsonify(result)
-
-        @app.get("/image/v2/images/<image_id>")
-        @authenticated("glance")
-        def get_image(token: Token, image_id: str) -> flask.Response:
-            with cloud.lock:
-                image = cloud.images.get(image_id)
-                if image is None or not visible(token, image):
-                    return error("glance", 404, f"No image found with ID {image_id}")
-                return flask.jsonify(cloud._image_body(image, cloud.clock()))
-
-        @app.patch("/image/v2/images/<image_id>")
-        @authenticated("glance")
-        def patch_image(token: Token, image_id: str) -> flask.Response:
-            if flask.request.mimetype != "application/openstack-images-v2.1-json-patch":
-                return error("glance", 415, "Unsupported Content-Type")
-            operations = flask.request.get_json(force=True, silent=True)
-            if not isinstance(operations, list):
-                return error("glance", 400, "A JSON patch list is required")
-            with cloud.lock:
-                image = cloud.images.get(image_id)
-                if image is None or not visible(token, image):
-                    return error("glance", 404, f"No image found with ID {image_id}")
-                for op in operations:
-                    if op.get("op") != "replace" or op.get("path") != "/owner":
-                        return error("glance", 400, "Only replacing /owner is supported here")
-                    if not is_admin(token):
-                        return error("glance", 403, "Only an admin may change an image's owner")
-                    image.owner = str(op.get("value"))
-                return flask.jsonify(cloud._image_body(image, cloud.clock()))
-
-        @app.delete("/image/v2/images/<image_id>")
-        @authenticated("glance")
-        def delete_image(token: Token, image_id: str) -> flask.Response:
-            with cloud.lock:
-                image = cloud.images.get(image_id)
-                if image is None or not visible(token, image):
-                    return error("glance", 404, f"No image found with ID {image_id}")
-                if not (is_admin(token) or image.owner == token.project_id):
-                    return error("glance", 403, "You are not permitted to delete this image.")
-                image.deleted = True
-            return flask.make_response("", 204)
-
+        app.register_blueprint(glance.blueprint)
         return app
