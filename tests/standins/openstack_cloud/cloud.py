@@ -8,10 +8,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-import flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from tests.standins.openstack_cloud import glance, keystone, nova
+from tests.standins.openstack_cloud import glance, nova
+from tests.standins.openstack_cloud.app import make_app
 from tests.standins.openstack_cloud.model import (
     CloudImage,
     CloudServer,
@@ -20,10 +20,6 @@ from tests.standins.openstack_cloud.model import (
     RecordedRequest,
     Token,
     User,
-)
-from tests.standins.openstack_cloud.wire import (
-    EXTENSION,
-    record_and_fault,
 )
 
 ADMIN_USER = "si-admin"
@@ -89,7 +85,7 @@ class OpenStackCloud:
         self._server = make_server(
             "127.0.0.1",
             0,
-            self._make_app(),
+            make_app(self),
             threaded=True,
             request_handler=_QuietRequestHandler,
         )
@@ -341,13 +337,3 @@ class OpenStackCloud:
     def next_outcome(self) -> str:
         with self.lock:
             return self._image_outcomes.pop(0) if self._image_outcomes else "active"
-
-    def _make_app(self) -> flask.Flask:
-        app = flask.Flask("openstack_standin")
-        app.url_map.strict_slashes = False
-        app.extensions[EXTENSION] = self
-        app.before_request(record_and_fault)
-        app.register_blueprint(keystone.blueprint)
-        app.register_blueprint(nova.blueprint)
-        app.register_blueprint(glance.blueprint)
-        return app
