@@ -3,9 +3,10 @@
 It speaks just enough of each API for openstacksdk and keystoneauth to talk to it as to a real
 cloud: version discovery, password authentication with a service catalog, token validation,
 Nova's server GET and createImage action, Glance's image list (with property and `in:`
-filters and paging), GET and DELETE. Snapshots move queued → saving → active over a
-configurable time, and faults (error statuses, hangs, images that fail or never finish) can be
-switched on from the test. Every request is recorded so tests can count what went on the wire.
+filters and paging), GET, owner PATCH and DELETE. Snapshots move queued → saving → active
+over a configurable time, and faults (error statuses, hangs, images that fail or never finish)
+can be switched on from the test. Every request is recorded so tests can count what went on
+the wire.
 
     with OpenStackCloud() as cloud:
         tenant = cloud.add_project("demo")
@@ -13,6 +14,11 @@ switched on from the test. Every request is recorded so tests can count what wen
         token = cloud.issue_token(tenant, ["member"])
         driver = OpenStackDriver(**cloud.admin_credentials)
         identity = KeystoneAuth(**cloud.admin_credentials).authenticate(token)
+
+cloud.py has OpenStackCloud, the state and the controls a test uses; model.py the records it
+keeps. app.py builds the Flask app from one blueprint a service (keystone.py, nova.py,
+glance.py); wire.py has what the services share: the request record, faults, error bodies
+and the caller's token. Handlers reach the cloud through current_app.extensions.
 """
 
 from tests.standins.openstack_cloud.cloud import (

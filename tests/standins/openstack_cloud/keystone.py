@@ -88,7 +88,7 @@ def validate_token(token: Token) -> flask.Response:
 
 
 def named_user(cloud: OpenStackCloud, wanted: dict[str, Any]) -> User | None:
-    """The user a login names by id, by name or by both; None if it names neither."""
+    """The user a login names by id, name or both; None if it names none or no one."""
     with cloud.lock:
         return next(
             (
