@@ -65,3 +65,17 @@ def test_a_reader_of_an_operator_project_is_no_operator(served, keystone, operat
     assert _get(served, "/admin/v1/cap", token).status_code == 403
     customer = keystone.add_project("customer")
     assert _get(served, f"/v2/{customer}/rax-si-image-schedules", token).status_code == 403
+
+
+def test_a_system_scoped_admin_is_an_operator(served, keystone) -> None:  # type: ignore[no-untyped-def]
+    customer = keystone.add_project("customer")
+    token = keystone.issue_system_token(["admin"])
+
+    assert _get(served, "/admin/v1/cap", token).status_code == 200
+    assert _get(served, f"/v2/{customer}/rax-si-image-schedules", token).status_code == 200
+
+
+def test_a_system_scoped_reader_gets_nothing(served, keystone) -> None:  # type: ignore[no-untyped-def]
+    token = keystone.issue_system_token(["reader"])
+
+    assert _get(served, "/admin/v1/cap", token).status_code == 401

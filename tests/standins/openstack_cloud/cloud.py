@@ -159,6 +159,16 @@ class OpenStackCloud:
         )
         return self.issue(self.users[user_id], expires_in)
 
+    def issue_system_token(self, roles: Iterable[str], *, expires_in: float = 3600.0) -> str:
+        """A system-scoped token (`"scope": {"system": {"all": true}}`) of a new user."""
+        user_id = self.add_user(
+            f"user-{secrets.token_hex(4)}", secrets.token_hex(8), self.admin_project_id, roles
+        )
+        value = self.issue(self.users[user_id], expires_in)
+        with self.lock:
+            self.tokens[value].system = True
+        return value
+
     def revoke_token(self, token: str) -> None:
         with self.lock:
             self.tokens.pop(token, None)

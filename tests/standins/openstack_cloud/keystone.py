@@ -120,6 +120,9 @@ def token_body(cloud: OpenStackCloud, token: Token, catalog: bool = True) -> dic
         "expires_at": iso(token.expires_at),
         "is_domain": False,
     }
+    if token.system:
+        del body["project"]
+        body["system"] = {"all": True}
     if catalog:
         body["catalog"] = service_catalog(cloud)
     return {"token": body}

@@ -42,6 +42,8 @@ class Token:
     roles: list[str]
     issued_at: float
     expires_at: float
+    #: Scoped to the whole deployment (Keystone's system scope) instead of a project.
+    system: bool = False
 
 
 @dataclasses.dataclass
