@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from api import errors
 from api.auth import AuthBackend, make_auth_backend
+from api.limits import install_limits
 from api.schemas import ErrorBody
 from common.clock import utcnow
 from common.compute import make_driver
@@ -100,6 +101,7 @@ def create_app(
     api = ServiceApi(app)
     from api import admin, health, runs, schedules
 
+    install_limits(app, settings, [schedules.blp, runs.blp])
     for blueprint in (schedules.blp, runs.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     _install_request_hooks(app)

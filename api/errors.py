@@ -19,6 +19,7 @@ KINDS = {
     413: "overLimit",
     415: "badMediaType",
     422: "badRequest",
+    429: "overLimit",
     500: "computeFault",
     503: "serviceUnavailable",
 }
@@ -77,6 +78,9 @@ def validation_message(messages: Any, path: str = "") -> str:
 
 
 def from_http_exception(error: HTTPException) -> Response:
+    if isinstance(error.response, Response):
+        # Built already, in the compatible shape (the rate limits' 429).
+        return error.response
     code = error.code or 500
     headers = getattr(error, "extra_headers", None) or {}
     data = getattr(error, "data", None) or {}

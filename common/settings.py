@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import limits
+
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot use; the message names it."""
@@ -110,6 +112,17 @@ def _url_password(url: str) -> str | None:
         return urllib.parse.urlsplit(url).password
     except ValueError:
         return None
+
+
+def rate_limit(name: str, raw: str, _earlier: Mapping[str, Any]) -> str:
+    """A rate in the `limits` notation, e.g. `300 per minute`, several joined by `;`."""
+    try:
+        limits.parse_many(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name} must be a rate such as '300 per minute', not {raw!r}"
+        ) from None
+    return raw
 
 
 def id_list(_name: str, raw: str, _earlier: Mapping[str, Any]) -> tuple[str, ...]:
@@ -218,6 +231,16 @@ class Settings:
         "them, or on a system-scoped token, makes an operator; on any other project it is a "
         "creator of that project's tenant.",
         parse=id_list,
+    )
+    tenant_write_limit: str = setting(
+        "300 per minute",
+        "Writes (POST, PUT, DELETE) one tenant may make, across every API process.",
+        parse=rate_limit,
+    )
+    auth_failure_limit: str = setting(
+        "60 per minute",
+        "Requests answered 401 one client address may make before it is answered 429.",
+        parse=rate_limit,
     )
     inflight_cap: int = setting(
         "50",

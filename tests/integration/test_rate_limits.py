@@ -1,0 +1,94 @@
+"""Rate limits (API.md "Limits") counted in a real Redis, shared by two API processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Client, ServedApp
+from tests.support.processes import RedisServer
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def two_apis(settings, sessions, tokens, redis_server) -> Iterator[list[ServedApp]]:  # type: ignore[no-untyped-def]
+    from api import create_app
+
+    limited = settings.replace(
+        broker_url=redis_server.url,
+        tenant_write_limit="5 per minute",
+        auth_failure_limit="3/minute",
+    )
+    served = [ServedApp(create_app(limited, sessions=sessions)) for _ in range(2)]
+    yield served
+    for one in served:
+        one.stop()
+
+
+def test_a_tenants_writes_are_limited_across_processes(two_apis, cloud) -> None:  # type: ignore[no-untyped-def]
+    server_a, server_b = cloud.add_servers("tenant-a", 1)[0], cloud.add_servers("tenant-b", 1)[0]
+    alice = [Client(api.base, "alice", "tenant-a") for api in two_apis]
+    for number in range(5):
+        retention = {"image_schedule": {"retention": number + 1}}
+        assert alice[number % 2].post_schedule(server_a, retention).status_code == 200
+
+    refused = alice[1].post_schedule(server_a, {"image_schedule": {"retention": 9}})
+
+    assert refused.status_code == 429
+    wait = refused.headers["Retry-After"]
+    assert 1 <= int(wait) <= 60
+    assert refused.json() == {
+        "overLimit": {
+            "message": refused.json()["overLimit"]["message"],
+            "code": 429,
+            "retryAfter": wait,
+        }
+    }
+    # Changed nothing; reading is not limited; another tenant is not held back.
+    kept = alice[0].get_schedule(server_a)
+    assert kept.status_code == 200 and kept.json()["image_schedule"]["retention"] == 5
+    bob = Client(two_apis[1].base, "bob", "tenant-b")
+    assert bob.post_schedule(server_b, {"image_schedule": {"retention": 1}}).status_code == 200
+
+
+def test_failed_authentications_are_limited_per_client(two_apis, cloud) -> None:  # type: ignore[no-untyped-def]
+    server = cloud.add_servers("tenant-a", 1)[0]
+    good = [Client(api.base, "alice", "tenant-a") for api in two_apis]
+    for number in range(10):  # answers that are not 401 cost nothing
+        assert good[number % 2].get_schedule(server).status_code == 404
+    for number in range(3):
+        guess = good[number % 2].as_token(f"guess-{number}")
+        assert guess.get_schedule(server).status_code == 401
+
+    refused = good[1].as_token("guess-4").get_schedule(server)
+
+    assert refused.status_code == 429
+    assert "Retry-After" in refused.headers and "overLimit" in refused.json()
+
+
+def test_without_redis_the_limits_hold_in_the_process(settings, sessions, tokens, cloud) -> None:  # type: ignore[no-untyped-def]
+    from api import create_app
+
+    app = create_app(settings.replace(tenant_write_limit="2 per minute"), sessions=sessions)
+    served = ServedApp(app)
+    try:
+        server = cloud.add_servers("tenant-a", 1)[0]
+        alice = Client(served.base, "alice", "tenant-a")
+        answers = [
+            alice.post_schedule(server, {"image_schedule": {"retention": 1}}).status_code
+            for _ in range(3)
+        ]
+        assert answers == [200, 200, 429]
+        assert requests.get(f"{served.base}/healthz", timeout=5).status_code == 200
+    finally:
+        served.stop()
