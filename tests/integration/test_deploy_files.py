@@ -63,6 +63,16 @@ SCALED_OBJECT = {
 }
 
 
+#: The processes that call the cloud (server lookups, Keystone, images): only they get OS_*.
+CLOUD_CALLERS = {"api", "worker-create", "worker-poll", "worker-retention"}
+#: Reachable by operators only: published on the loopback interface, never on every one.
+OPERATOR_TOOLS = ("flower", "prometheus", "grafana")
+#: A compose variable that must be set: `${VAR:?message}` (or `${VAR?message}`).
+REQUIRED = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:?\?[^}]*\}")
+#: Redis's ACL user for the service.
+REDIS_USER = "scheduled-images"
+
+
 def assert_cli_accepts(args: list[str]) -> None:
     """The command exists and takes these options (click parses them before --help exits)."""
     result = CliRunner().invoke(cli, [*args, "--help"])
@@ -144,6 +154,94 @@ def test_prometheus_scrapes_the_api_and_every_pool() -> None:
     }
     assert {"api", "beat", *(f"worker-{q}" for q in QUEUES)} <= targets
     assert targets <= set(compose()["services"])
+
+
+def published(service: dict) -> list[tuple[str, str]]:
+    """(host interface, container port) of each port a service publishes; "" is every one."""
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            out.append((port.get("host_ip", ""), str(port["target"])))
+            continue
+        parts = str(port).split("/")[0].rsplit(":", 2)
+        host_ip = parts[0] if len(parts) == 3 else ""
+        out.append((host_ip, parts[-1]))
+    return out
+
+
+def acl_rules(script: str) -> dict[str, str]:
+    """The ACL lines the Redis start script writes: user name -> its rules."""
+    lines = re.findall(r"user ([\w-]+) ([^\\']*)", script)
+    return {user: rules.strip() for user, rules in lines}
+
+
+def test_compose_publishes_operator_tools_on_the_loopback_interface_only() -> None:
+    services = compose()["services"]
+    for name in OPERATOR_TOOLS:
+        ports = published(services[name])
+        assert ports, f"{name} publishes nothing: drop it from OPERATOR_TOOLS or publish it"
+        for host_ip, _ in ports:
+            assert host_ip == "127.0.0.1", f"{name} is published on {host_ip or 'every interface'}"
+    # The API is the one public door; the databases are not published at all.
+    assert published(services["api"]) == [("", "8080")]
+    for name, service in services.items():
+        if name not in (*OPERATOR_TOOLS, "api"):
+            assert not published(service), name
+
+
+def test_compose_grafana_asks_for_a_login_with_no_default_password() -> None:
+    env = compose()["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env.get("GF_AUTH_DISABLE_LOGIN_FORM", "false") == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    # Unset, Grafana's admin password would be its well-known default.
+    assert REQUIRED.fullmatch(env["GF_SECURITY_ADMIN_PASSWORD"])
+
+
+def test_compose_redis_and_postgresql_require_passwords_from_the_operator() -> None:
+    services = compose()["services"]
+    redis = services["redis"]
+    script = " ".join(redis["command"])
+    assert "--aclfile" in script
+    rules = acl_rules(script)
+    assert rules["default"] == "off"
+    assert re.match(r"on [#>]", rules[REDIS_USER])
+    assert REQUIRED.fullmatch(redis["environment"]["REDIS_PASSWORD"])
+    health = " ".join(redis["healthcheck"]["test"])
+    assert f"--user {REDIS_USER}" in health and "REDISCLI_AUTH=" in health
+
+    assert REQUIRED.fullmatch(services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    broker = re.compile(rf"redis://{REDIS_USER}:\$\{{REDIS_PASSWORD:\?[^}}]*\}}@redis:6379/\d+")
+    database = re.compile(r"postgresql\+psycopg2://\w+:\$\{POSTGRES_PASSWORD:\?[^}]*\}@postgres:")
+    for name, service in services.items():
+        env = service.get("environment", {})
+        if "BROKER_URL" in env:
+            assert broker.fullmatch(env["BROKER_URL"]), name
+        if "DATABASE_URL" in env:
+            assert database.match(env["DATABASE_URL"]), name
+
+
+def test_compose_gives_cloud_credentials_only_to_the_processes_that_call_the_cloud() -> None:
+    services = compose()["services"]
+    ours = {n: s for n, s in services.items() if s.get("image", "").startswith("scheduled")}
+    with_cloud = {n for n, s in ours.items() if "OS_PASSWORD" in s.get("environment", {})}
+    assert with_cloud == CLOUD_CALLERS
+    for name, service in ours.items():
+        cloud = {k for k in service.get("environment", {}) if k.startswith("OS_")}
+        assert not cloud or name in CLOUD_CALLERS, (name, cloud)
+    # The static tokens go to the API alone.
+    assert {n for n, s in ours.items() if s.get("secrets")} == {"api"}
+
+
+def test_compose_serves_the_api_metrics_on_a_port_prometheus_alone_reaches() -> None:
+    api = compose()["services"]["api"]
+    port = api["environment"]["API_METRICS_PORT"]
+    assert int(port) not in (0, 8080)
+    assert port not in {container for _, container in published(api)}
+    assert port in {str(p) for p in api.get("expose", [])}
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "scheduled-images-api"]
+    assert [t for s in job["static_configs"] for t in s["targets"]] == [f"api:{port}"]
 
 
 # -- Kubernetes ----------------------------------------------------------------------------
