@@ -97,7 +97,60 @@ def containers(doc: dict) -> list[dict]:
     return spec["containers"]
 
 
-# -- compose -------------------------------------------------------------------------------
+def pod_labels(doc: dict) -> dict:
+    return doc["spec"]["template"]["metadata"]["labels"]
+
+
+def service_workloads() -> list[dict]:
+    """The Deployments and the Job that run the service's image (Redis's is apart)."""
+    return [
+        doc
+        for doc in by_kind("Deployment") + by_kind("Job")
+        if pod_labels(doc).get("app.kubernetes.io/name") == "scheduled-images"
+    ]
+
+
+def component(doc: dict) -> str:
+    return pod_labels(doc)["app.kubernetes.io/component"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions) selects these labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        holds = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[expression["operator"]]
+        if not holds:
+            return False
+    return True
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    """Every variable a container gets, name -> its env entry, its ConfigMaps' keys included."""
+    configmaps = {d["metadata"]["name"]: d["data"] for d in by_kind("ConfigMap")}
+    env = {}
+    for source in container.get("envFrom", []):
+        # Secrets only through secretKeyRef, so that each secret a pod gets is named here.
+        assert set(source) == {"configMapRef"}, source
+        env.update({k: {"value": v} for k, v in configmaps[source["configMapRef"]["name"]].items()})
+    env.update({entry["name"]: entry for entry in container.get("env", [])})
+    return env
+
+
+def secret_ref(entry: dict) -> tuple[str, str] | None:
+    ref = entry.get("valueFrom", {}).get("secretKeyRef")
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def redis_deployment() -> dict:
+    [redis] = [d for d in by_kind("Deployment") if containers(d)[0]["image"].startswith("redis:")]
+    return redis
 
 
 def compose() -> dict:
@@ -286,12 +339,12 @@ def test_keda_scaled_objects_scale_each_pool_on_its_queue() -> None:
 
 
 def test_kubernetes_runs_every_component_with_commands_the_cli_has() -> None:
-    workloads = by_kind("Deployment") + by_kind("Job")
-    for doc in workloads:
+    for doc in by_kind("Deployment") + by_kind("Job"):
+        assert doc["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    for doc in service_workloads():
         for container in containers(doc):
             assert container["image"].startswith("scheduled-images")
             assert_cli_accepts(container["args"])
-            assert doc["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     pools = [d for d in by_kind("Deployment") if "worker" in d["metadata"]["name"]]
     assert len(pools) == len(QUEUES)
 
@@ -312,12 +365,116 @@ def test_settings_in_kubernetes_are_settings_the_service_reads() -> None:
     from common.settings import SETTINGS
 
     known = {s.name for s in SETTINGS}
+    # Read by prometheus-client, and the Redis password the BROKER_URL is made from.
+    helpers = {"PROMETHEUS_MULTIPROC_DIR", "REDIS_PASSWORD"}
     for doc in by_kind("ConfigMap"):
         assert set(doc["data"]) <= known
-    secret_keys = {k for d in by_kind("Secret") for k in d.get("stringData", {})}
-    assert secret_keys - {"password"} <= known
-    env = set(compose()["x-service"]["environment"])
-    assert env - {"PROMETHEUS_MULTIPROC_DIR"} <= known
+    for doc in service_workloads():
+        for container in containers(doc):
+            assert set(env_of(container)) - helpers <= known, component(doc)
+    services = compose()["services"]
+    for name, service in services.items():
+        if service.get("image", "").startswith("scheduled"):
+            assert set(service.get("environment", {})) <= known, name
+
+
+def test_kubernetes_ships_no_secret_and_names_each_one_the_operator_creates() -> None:
+    for doc in by_kind("Secret"):
+        values = {**doc.get("data", {}), **doc.get("stringData", {})}
+        assert not any(values.values()), f"{doc['metadata']['name']} ships a value"
+    refs = {
+        secret_ref(entry)
+        for doc in service_workloads() + [redis_deployment()]
+        for container in containers(doc)
+        for entry in env_of(container).values()
+        if secret_ref(entry)
+    }
+    auth = by_kind("TriggerAuthentication")
+    refs |= {(r["name"], r["key"]) for d in auth for r in d["spec"]["secretTargetRef"]}
+    assert {name for name, _ in refs} == {
+        "scheduled-images",
+        "scheduled-images-redis",
+        "scheduled-images-cloud",
+        "scheduled-images-flower",
+    }
+    # The README tells the operator to create each of them, with each key.
+    readme = (DEPLOY.parent / "README.md").read_text()
+    operating = readme[readme.index("## Operating") :]
+    for name, key in refs:
+        assert re.search(
+            rf"create secret generic {name}\b(?:[^\n]|\\\n)*?--from-literal={key}=", operating
+        ), (
+            name,
+            key,
+        )
+
+
+def test_kubernetes_redis_requires_a_password_every_client_has() -> None:
+    redis = redis_deployment()
+    [container] = containers(redis)
+    assert pod_labels(redis).get("app.kubernetes.io/name") != "scheduled-images"
+    script = " ".join(container.get("command", []) + container.get("args", []))
+    assert "--aclfile" in script
+    rules = acl_rules(script)
+    assert rules["default"] == "off"
+    assert re.match(r"on [#>]", rules[REDIS_USER])
+    password = ("scheduled-images-redis", "password")
+    assert secret_ref(env_of(container)["REDIS_PASSWORD"]) == password
+    probe = " ".join(container["readinessProbe"]["exec"]["command"])
+    assert f"--user {REDIS_USER}" in probe and "REDISCLI_AUTH=" in probe
+
+    [service] = [
+        s
+        for s in by_kind("Service")
+        if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(redis))
+    ]
+    address = f"{service['metadata']['name']}:6379"
+    broker = re.compile(rf"redis://{REDIS_USER}:\$\(REDIS_PASSWORD\)@{address}/\d+")
+    for doc in service_workloads():
+        if component(doc) == "migrations":
+            continue
+        for c in containers(doc):
+            env = env_of(c)
+            assert broker.fullmatch(env["BROKER_URL"]["value"]), component(doc)
+            assert secret_ref(env["REDIS_PASSWORD"]) == password
+            names = [entry["name"] for entry in c["env"]]
+            assert names.index("REDIS_PASSWORD") < names.index("BROKER_URL")
+    [auth] = by_kind("TriggerAuthentication")
+    assert {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]} == {
+        ("password", *password)
+    }
+    for doc in by_kind("ScaledObject"):
+        for trigger in doc["spec"]["triggers"]:
+            assert trigger["metadata"]["address"] == address
+            assert trigger["metadata"]["username"] == REDIS_USER
+
+
+def test_kubernetes_gives_cloud_credentials_only_to_the_pods_that_call_the_cloud() -> None:
+    seen = set()
+    for doc in service_workloads():
+        seen.add(component(doc))
+        for container in containers(doc):
+            env = env_of(container)
+            cloud = {name for name in env if name.startswith("OS_")}
+            if component(doc) in CLOUD_CALLERS:
+                assert secret_ref(env["OS_PASSWORD"]) == ("scheduled-images-cloud", "OS_PASSWORD")
+                assert {"OS_AUTH_URL", "OS_USERNAME", "OS_PROJECT_NAME"} <= cloud
+            else:
+                assert not cloud, (component(doc), cloud)
+    assert seen >= CLOUD_CALLERS | {"beat", "flower", "migrations", "worker-tick", "worker-plan"}
+
+
+def test_kubernetes_serves_the_api_metrics_on_a_port_prometheus_alone_reaches() -> None:
+    [api] = [doc for doc in service_workloads() if component(doc) == "api"]
+    [container] = containers(api)
+    port = int(env_of(container)["API_METRICS_PORT"]["value"])
+    assert port not in (0, 8080)
+    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    assert api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    for service in by_kind("Service"):
+        if selects({"matchLabels": service["spec"]["selector"]}, pod_labels(api)):
+            for p in service["spec"]["ports"]:
+                assert p["targetPort"] not in (port, "metrics")
 
 
 def test_kustomization_lists_files_that_exist() -> None:
