@@ -148,9 +148,30 @@ def secret_ref(entry: dict) -> tuple[str, str] | None:
     return (ref["name"], ref["key"]) if ref else None
 
 
+def ingress_rules(labels: dict) -> list[dict]:
+    """The ingress rules of every NetworkPolicy selecting pods with these labels."""
+    policies = [
+        p
+        for p in by_kind("NetworkPolicy")
+        if selects(p["spec"]["podSelector"], labels)
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+    ]
+    assert policies, f"no NetworkPolicy selects {labels}"
+    return [rule for p in policies for rule in p["spec"].get("ingress", [])]
+
+
 def redis_deployment() -> dict:
     [redis] = [d for d in by_kind("Deployment") if containers(d)[0]["image"].startswith("redis:")]
     return redis
+
+
+def from_monitoring(peer: dict) -> bool:
+    return peer.get("namespaceSelector", {}).get("matchLabels") == {
+        "kubernetes.io/metadata.name": "monitoring"
+    } and bool(peer.get("podSelector", {}).get("matchLabels"))
+
+
+# -- compose -------------------------------------------------------------------------------
 
 
 def compose() -> dict:
@@ -447,6 +468,66 @@ def test_kubernetes_redis_requires_a_password_every_client_has() -> None:
         for trigger in doc["spec"]["triggers"]:
             assert trigger["metadata"]["address"] == address
             assert trigger["metadata"]["username"] == REDIS_USER
+
+
+def test_kubernetes_network_policies_let_only_the_service_reach_redis_and_postgresql() -> None:
+    policies = by_kind("NetworkPolicy")
+    assert any(
+        p["spec"]["podSelector"] == {}
+        and p["spec"]["policyTypes"] == ["Ingress"]
+        and not p["spec"].get("ingress")
+        for p in policies
+    ), "no default deny of ingress for the namespace"
+    postgresql = [
+        p["spec"]["podSelector"]["matchLabels"]
+        for p in policies
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "postgresql"
+    ]
+    stores = {"redis": pod_labels(redis_deployment()), "postgresql": postgresql[0]}
+    ours = [pod_labels(doc) for doc in service_workloads()]
+    for store, labels in stores.items():
+        rules = ingress_rules(labels)
+        assert rules, store
+        for rule in rules:
+            assert rule.get("from"), f"{store}: a rule without `from` lets anybody in"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer, store
+                if "namespaceSelector" in peer:
+                    # KEDA's operator reads the queue lengths; nothing else from elsewhere.
+                    assert store == "redis"
+                    assert peer["namespaceSelector"]["matchLabels"] == {
+                        "kubernetes.io/metadata.name": "keda"
+                    }
+                    assert peer["podSelector"]["matchLabels"]
+                else:
+                    selector = peer["podSelector"]["matchLabels"]
+                    assert selector.get("app.kubernetes.io/name") == "scheduled-images", store
+        peers = [p for r in rules for p in r["from"] if "namespaceSelector" not in p]
+        for pod in ours:
+            assert any(selects(p["podSelector"], pod) for p in peers), (store, pod)
+
+
+def test_kubernetes_network_policies_open_the_api_port_alone_to_everyone() -> None:
+    for doc in service_workloads():
+        if doc["kind"] == "Job":
+            continue
+        rules = ingress_rules(pod_labels(doc))
+        listening = {p["containerPort"] for c in containers(doc) for p in c.get("ports", [])}
+        opened = set()
+        for rule in rules:
+            ports = {p["port"] for p in rule.get("ports", [])}
+            assert ports, f"{component(doc)}: a rule without ports opens them all"
+            opened |= ports
+            if not rule.get("from"):
+                assert component(doc) == "api" and ports == {8080}, component(doc)
+            elif ports & {9100, 9102}:
+                assert all(from_monitoring(peer) for peer in rule["from"]), component(doc)
+            else:
+                # Flower: from pods of the namespace that are let in, never from elsewhere.
+                assert all(set(peer) == {"podSelector"} for peer in rule["from"]), component(doc)
+                assert all(peer["podSelector"] for peer in rule["from"]), component(doc)
+        assert listening <= opened, component(doc)
 
 
 def test_kubernetes_gives_cloud_credentials_only_to_the_pods_that_call_the_cloud() -> None:
