@@ -71,6 +71,15 @@ OPERATOR_TOOLS = ("flower", "prometheus", "grafana")
 REQUIRED = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:?\?[^}]*\}")
 #: Redis's ACL user for the service.
 REDIS_USER = "scheduled-images"
+#: A key naming a secret; its value must be a reference, never the secret itself.
+SECRET_KEY = re.compile(r"pass(word)?|secret|token|basic_auth|credential", re.IGNORECASE)
+#: A reference to a secret set elsewhere: `${VAR}`, `${VAR:?message}`, `${VAR:-}` (compose,
+#: no default value) or `$(VAR)` (Kubernetes, from an env entry fed by a Secret).
+REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^}]*|:-)?\}|\$\([A-Za-z_][A-Za-z0-9_]*\)")
+#: The password in a URL's user info.
+URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^@\s]+)@")
+#: Well-known values no deploy file may carry, even in a comment or an example.
+WELL_KNOWN = re.compile(r"change[-_ ]?me|operator-token|demo-token", re.IGNORECASE)
 
 
 def assert_cli_accepts(args: list[str]) -> None:
@@ -599,3 +608,96 @@ def test_grafana_dashboard_plots_metrics_the_service_exports() -> None:
             for name in re.findall(r"\bsi_[a-z_]+", target["expr"]):
                 base = re.sub(r"_(bucket|count|sum|total)$", "", name)
                 assert name in exported or base in exported or f"{base}_total" in exported, name
+
+
+# -- no secret anywhere in deploy/ ----------------------------------------------------------
+
+
+def deploy_files() -> list[Path]:
+    """Every file under deploy/ but those it tells git to ignore (an operator's own secrets)."""
+    ignore = DEPLOY / ".gitignore"
+    ignored = {
+        line.strip()
+        for line in ignore.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    return [p for p in sorted(DEPLOY.rglob("*")) if p.is_file() and p.name not in ignored]
+
+
+def strings(node: object, key: str = "") -> list[tuple[str, str]]:
+    """(key, value) of every string in a document; an env entry's value goes under its name."""
+    if isinstance(node, dict):
+        if isinstance(node.get("name"), str) and isinstance(node.get("value"), str):
+            return [(node["name"], node["value"])]
+        return [pair for k, v in node.items() for pair in strings(v, str(k))]
+    if isinstance(node, list):
+        return [pair for item in node for pair in strings(item)]
+    if isinstance(node, str):
+        if "=" in node and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", node, re.DOTALL):
+            name, _, value = node.partition("=")
+            return [(name, value)]
+        return [(key, node)]
+    return []
+
+
+def literal_secrets(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs that hold a secret itself rather than a reference to it."""
+    found = []
+    for key, value in pairs:
+        # What is left once references are taken out may name a user ("admin:"), no more.
+        left = REFERENCE.sub("", value).strip()
+        secret_key = SECRET_KEY.search(key) and not key.lower().endswith("file")
+        if secret_key and not re.fullmatch(r"([\w.-]+:)?", left):
+            found.append((key, value))
+        for password in URL_PASSWORD.findall(value):
+            if REFERENCE.sub("", password):
+                found.append((key, value))
+    return found
+
+
+def test_no_deploy_file_holds_a_usable_secret() -> None:
+    files = deploy_files()
+    assert {"compose.yaml", "prometheus.yml", "Dockerfile"} <= {p.name for p in files}
+    for path in files:
+        text = path.read_text()
+        assert not WELL_KNOWN.search(text), f"{path.name}: {WELL_KNOWN.search(text).group()}"
+        if path.suffix in (".yaml", ".yml"):
+            pairs = [pair for doc in yaml.safe_load_all(text) for pair in strings(doc)]
+        elif path.suffix == ".json":
+            doc = json.loads(text)
+            # A tokens file: token -> {"tenant": ..., "roles": [...]}.
+            assert not (
+                isinstance(doc, dict)
+                and doc
+                and all(isinstance(v, dict) and "tenant" in v for v in doc.values())
+            ), f"{path.name} holds tokens"
+            pairs = strings(doc)
+        elif path.name == "Dockerfile":
+            commands = dockerfile.parse_file(str(path))
+            pairs = [
+                pair
+                for c in commands
+                for pair in (
+                    zip(c.value[::2], c.value[1::2], strict=True)
+                    if c.cmd == "ENV"
+                    else [v.partition("=")[::2] for v in c.value]
+                    if c.cmd == "ARG"
+                    else []
+                )
+            ]
+        else:
+            pairs = [("", line) for line in text.splitlines()]
+        assert literal_secrets(pairs) == [], path.name
+
+
+def test_the_secret_scan_finds_a_literal_secret() -> None:
+    """The scan above is only worth what it catches."""
+    assert literal_secrets([("POSTGRES_PASSWORD", "hunter2")])
+    assert literal_secrets([("FLOWER_BASIC_AUTH", "admin:s3cret")])
+    assert literal_secrets([("password", "${FLOWER_PASSWORD:-hunter2}")])
+    assert literal_secrets([("BROKER_URL", "redis://si:hunter2@redis:6379/0")])
+    assert literal_secrets(strings([{"name": "OS_PASSWORD", "value": "x"}]))
+    assert literal_secrets(strings({"environment": ["REDIS_PASSWORD=hunter2"]}))
+    assert not literal_secrets([("POSTGRES_PASSWORD", "${POSTGRES_PASSWORD:?set it}")])
+    assert not literal_secrets([("BROKER_URL", "redis://si:$(REDIS_PASSWORD)@redis:6379/0")])
+    assert not literal_secrets([("password_file", "/run/secrets/flower_password")])
