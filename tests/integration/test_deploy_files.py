@@ -395,8 +395,9 @@ def test_settings_in_kubernetes_are_settings_the_service_reads() -> None:
     from common.settings import SETTINGS
 
     known = {s.name for s in SETTINGS}
-    # Read by prometheus-client, and the Redis password the BROKER_URL is made from.
-    helpers = {"PROMETHEUS_MULTIPROC_DIR", "REDIS_PASSWORD"}
+    # Read by prometheus-client; the Redis password the BROKER_URL is made from; the Redis user
+    # KEDA's scaler reads from a pool's env.
+    helpers = {"PROMETHEUS_MULTIPROC_DIR", "REDIS_PASSWORD", "REDIS_USERNAME"}
     for doc in by_kind("ConfigMap"):
         assert set(doc["data"]) <= known
     for doc in service_workloads():
@@ -473,10 +474,14 @@ def test_kubernetes_redis_requires_a_password_every_client_has() -> None:
     assert {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]} == {
         ("password", *password)
     }
+    deployments = {d["metadata"]["name"]: d for d in by_kind("Deployment")}
     for doc in by_kind("ScaledObject"):
+        [target] = containers(deployments[doc["spec"]["scaleTargetRef"]["name"]])
         for trigger in doc["spec"]["triggers"]:
             assert trigger["metadata"]["address"] == address
-            assert trigger["metadata"]["username"] == REDIS_USER
+            # KEDA reads the user name from the pool's env (usernameFromEnv).
+            username = env_of(target)[trigger["metadata"]["usernameFromEnv"]]
+            assert username["value"] == REDIS_USER
 
 
 def test_kubernetes_network_policies_let_only_the_service_reach_redis_and_postgresql() -> None:
