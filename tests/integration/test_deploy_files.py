@@ -63,6 +63,25 @@ SCALED_OBJECT = {
 }
 
 
+#: The processes that call the cloud (server lookups, Keystone, images): only they get OS_*.
+CLOUD_CALLERS = {"api", "worker-create", "worker-poll", "worker-retention"}
+#: Reachable by operators only: published on the loopback interface, never on every one.
+OPERATOR_TOOLS = ("flower", "prometheus", "grafana")
+#: A compose variable that must be set: `${VAR:?message}` (or `${VAR?message}`).
+REQUIRED = re.compile(r"\$\{[A-Z_][A-Z0-9_]*:?\?[^}]*\}")
+#: Redis's ACL user for the service.
+REDIS_USER = "scheduled-images"
+#: A key naming a secret; its value must be a reference, never the secret itself.
+SECRET_KEY = re.compile(r"pass(word)?|secret|token|basic_auth|credential", re.IGNORECASE)
+#: A reference to a secret set elsewhere: `${VAR}`, `${VAR:?message}`, `${VAR:-}` (compose,
+#: no default value) or `$(VAR)` (Kubernetes, from an env entry fed by a Secret).
+REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^}]*|:-)?\}|\$\([A-Za-z_][A-Za-z0-9_]*\)")
+#: The password in a URL's user info.
+URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^@\s]+)@")
+#: Well-known values no deploy file may carry, even in a comment or an example.
+WELL_KNOWN = re.compile(r"change[-_ ]?me|operator-token|demo-token", re.IGNORECASE)
+
+
 def assert_cli_accepts(args: list[str]) -> None:
     """The command exists and takes these options (click parses them before --help exits)."""
     result = CliRunner().invoke(cli, [*args, "--help"])
@@ -85,6 +104,80 @@ def by_kind(kind: str) -> list[dict]:
 def containers(doc: dict) -> list[dict]:
     spec = doc["spec"]["template"]["spec"]
     return spec["containers"]
+
+
+def pod_labels(doc: dict) -> dict:
+    return doc["spec"]["template"]["metadata"]["labels"]
+
+
+def service_workloads() -> list[dict]:
+    """The Deployments and the Job that run the service's image (Redis's is apart)."""
+    return [
+        doc
+        for doc in by_kind("Deployment") + by_kind("Job")
+        if pod_labels(doc).get("app.kubernetes.io/name") == "scheduled-images"
+    ]
+
+
+def component(doc: dict) -> str:
+    return pod_labels(doc)["app.kubernetes.io/component"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions) selects these labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        holds = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[expression["operator"]]
+        if not holds:
+            return False
+    return True
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    """Every variable a container gets, name -> its env entry, its ConfigMaps' keys included."""
+    configmaps = {d["metadata"]["name"]: d["data"] for d in by_kind("ConfigMap")}
+    env = {}
+    for source in container.get("envFrom", []):
+        # Secrets only through secretKeyRef, so that each secret a pod gets is named here.
+        assert set(source) == {"configMapRef"}, source
+        env.update({k: {"value": v} for k, v in configmaps[source["configMapRef"]["name"]].items()})
+    env.update({entry["name"]: entry for entry in container.get("env", [])})
+    return env
+
+
+def secret_ref(entry: dict) -> tuple[str, str] | None:
+    ref = entry.get("valueFrom", {}).get("secretKeyRef")
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def ingress_rules(labels: dict) -> list[dict]:
+    """The ingress rules of every NetworkPolicy selecting pods with these labels."""
+    policies = [
+        p
+        for p in by_kind("NetworkPolicy")
+        if selects(p["spec"]["podSelector"], labels)
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+    ]
+    assert policies, f"no NetworkPolicy selects {labels}"
+    return [rule for p in policies for rule in p["spec"].get("ingress", [])]
+
+
+def redis_deployment() -> dict:
+    [redis] = [d for d in by_kind("Deployment") if containers(d)[0]["image"].startswith("redis:")]
+    return redis
+
+
+def from_monitoring(peer: dict) -> bool:
+    return peer.get("namespaceSelector", {}).get("matchLabels") == {
+        "kubernetes.io/metadata.name": "monitoring"
+    } and bool(peer.get("podSelector", {}).get("matchLabels"))
 
 
 # -- compose -------------------------------------------------------------------------------
@@ -146,6 +239,94 @@ def test_prometheus_scrapes_the_api_and_every_pool() -> None:
     assert targets <= set(compose()["services"])
 
 
+def published(service: dict) -> list[tuple[str, str]]:
+    """(host interface, container port) of each port a service publishes; "" is every one."""
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            out.append((port.get("host_ip", ""), str(port["target"])))
+            continue
+        parts = str(port).split("/")[0].rsplit(":", 2)
+        host_ip = parts[0] if len(parts) == 3 else ""
+        out.append((host_ip, parts[-1]))
+    return out
+
+
+def acl_rules(script: str) -> dict[str, str]:
+    """The ACL lines the Redis start script writes: user name -> its rules."""
+    lines = re.findall(r"user ([\w-]+) ([^\\']*)", script)
+    return {user: rules.strip() for user, rules in lines}
+
+
+def test_compose_publishes_operator_tools_on_the_loopback_interface_only() -> None:
+    services = compose()["services"]
+    for name in OPERATOR_TOOLS:
+        ports = published(services[name])
+        assert ports, f"{name} publishes nothing: drop it from OPERATOR_TOOLS or publish it"
+        for host_ip, _ in ports:
+            assert host_ip == "127.0.0.1", f"{name} is published on {host_ip or 'every interface'}"
+    # The API is the one public door; the databases are not published at all.
+    assert published(services["api"]) == [("", "8080")]
+    for name, service in services.items():
+        if name not in (*OPERATOR_TOOLS, "api"):
+            assert not published(service), name
+
+
+def test_compose_grafana_asks_for_a_login_with_no_default_password() -> None:
+    env = compose()["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env.get("GF_AUTH_DISABLE_LOGIN_FORM", "false") == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    # Unset, Grafana's admin password would be its well-known default.
+    assert REQUIRED.fullmatch(env["GF_SECURITY_ADMIN_PASSWORD"])
+
+
+def test_compose_redis_and_postgresql_require_passwords_from_the_operator() -> None:
+    services = compose()["services"]
+    redis = services["redis"]
+    script = " ".join(redis["command"])
+    assert "--aclfile" in script
+    rules = acl_rules(script)
+    assert rules["default"] == "off"
+    assert re.match(r"on [#>]", rules[REDIS_USER])
+    assert REQUIRED.fullmatch(redis["environment"]["REDIS_PASSWORD"])
+    health = " ".join(redis["healthcheck"]["test"])
+    assert f"--user {REDIS_USER}" in health and "REDISCLI_AUTH=" in health
+
+    assert REQUIRED.fullmatch(services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    broker = re.compile(rf"redis://{REDIS_USER}:\$\{{REDIS_PASSWORD:\?[^}}]*\}}@redis:6379/\d+")
+    database = re.compile(r"postgresql\+psycopg2://\w+:\$\{POSTGRES_PASSWORD:\?[^}]*\}@postgres:")
+    for name, service in services.items():
+        env = service.get("environment", {})
+        if "BROKER_URL" in env:
+            assert broker.fullmatch(env["BROKER_URL"]), name
+        if "DATABASE_URL" in env:
+            assert database.match(env["DATABASE_URL"]), name
+
+
+def test_compose_gives_cloud_credentials_only_to_the_processes_that_call_the_cloud() -> None:
+    services = compose()["services"]
+    ours = {n: s for n, s in services.items() if s.get("image", "").startswith("scheduled")}
+    with_cloud = {n for n, s in ours.items() if "OS_PASSWORD" in s.get("environment", {})}
+    assert with_cloud == CLOUD_CALLERS
+    for name, service in ours.items():
+        cloud = {k for k in service.get("environment", {}) if k.startswith("OS_")}
+        assert not cloud or name in CLOUD_CALLERS, (name, cloud)
+    # The static tokens go to the API alone.
+    assert {n for n, s in ours.items() if s.get("secrets")} == {"api"}
+
+
+def test_compose_serves_the_api_metrics_on_a_port_prometheus_alone_reaches() -> None:
+    api = compose()["services"]["api"]
+    port = api["environment"]["API_METRICS_PORT"]
+    assert int(port) not in (0, 8080)
+    assert port not in {container for _, container in published(api)}
+    assert port in {str(p) for p in api.get("expose", [])}
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "scheduled-images-api"]
+    assert [t for s in job["static_configs"] for t in s["targets"]] == [f"api:{port}"]
+
+
 # -- Kubernetes ----------------------------------------------------------------------------
 
 
@@ -188,12 +369,12 @@ def test_keda_scaled_objects_scale_each_pool_on_its_queue() -> None:
 
 
 def test_kubernetes_runs_every_component_with_commands_the_cli_has() -> None:
-    workloads = by_kind("Deployment") + by_kind("Job")
-    for doc in workloads:
+    for doc in by_kind("Deployment") + by_kind("Job"):
+        assert doc["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    for doc in service_workloads():
         for container in containers(doc):
             assert container["image"].startswith("scheduled-images")
             assert_cli_accepts(container["args"])
-            assert doc["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     pools = [d for d in by_kind("Deployment") if "worker" in d["metadata"]["name"]]
     assert len(pools) == len(QUEUES)
 
@@ -214,12 +395,181 @@ def test_settings_in_kubernetes_are_settings_the_service_reads() -> None:
     from common.settings import SETTINGS
 
     known = {s.name for s in SETTINGS}
+    # Read by prometheus-client; the Redis password the BROKER_URL is made from; the Redis user
+    # KEDA's scaler reads from a pool's env.
+    helpers = {"PROMETHEUS_MULTIPROC_DIR", "REDIS_PASSWORD", "REDIS_USERNAME"}
     for doc in by_kind("ConfigMap"):
         assert set(doc["data"]) <= known
-    secret_keys = {k for d in by_kind("Secret") for k in d.get("stringData", {})}
-    assert secret_keys - {"password"} <= known
-    env = set(compose()["x-service"]["environment"])
-    assert env - {"PROMETHEUS_MULTIPROC_DIR"} <= known
+    for doc in service_workloads():
+        for container in containers(doc):
+            assert set(env_of(container)) - helpers <= known, component(doc)
+    services = compose()["services"]
+    for name, service in services.items():
+        if service.get("image", "").startswith("scheduled"):
+            assert set(service.get("environment", {})) <= known, name
+
+
+def test_kubernetes_ships_no_secret_and_names_each_one_the_operator_creates() -> None:
+    for doc in by_kind("Secret"):
+        values = {**doc.get("data", {}), **doc.get("stringData", {})}
+        assert not any(values.values()), f"{doc['metadata']['name']} ships a value"
+    refs = {
+        secret_ref(entry)
+        for doc in service_workloads() + [redis_deployment()]
+        for container in containers(doc)
+        for entry in env_of(container).values()
+        if secret_ref(entry)
+    }
+    auth = by_kind("TriggerAuthentication")
+    refs |= {(r["name"], r["key"]) for d in auth for r in d["spec"]["secretTargetRef"]}
+    assert {name for name, _ in refs} == {
+        "scheduled-images",
+        "scheduled-images-redis",
+        "scheduled-images-cloud",
+        "scheduled-images-flower",
+    }
+    # The README tells the operator to create each of them, with each key.
+    readme = (DEPLOY.parent / "README.md").read_text()
+    operating = readme[readme.index("## Operating") :]
+    for name, key in refs:
+        assert re.search(
+            rf"create secret generic {name}\b(?:[^\n]|\\\n)*?--from-literal={key}=", operating
+        ), (
+            name,
+            key,
+        )
+
+
+def test_kubernetes_redis_requires_a_password_every_client_has() -> None:
+    redis = redis_deployment()
+    [container] = containers(redis)
+    assert pod_labels(redis).get("app.kubernetes.io/name") != "scheduled-images"
+    script = " ".join(container.get("command", []) + container.get("args", []))
+    assert "--aclfile" in script
+    rules = acl_rules(script)
+    assert rules["default"] == "off"
+    assert re.match(r"on [#>]", rules[REDIS_USER])
+    password = ("scheduled-images-redis", "password")
+    assert secret_ref(env_of(container)["REDIS_PASSWORD"]) == password
+    probe = " ".join(container["readinessProbe"]["exec"]["command"])
+    assert f"--user {REDIS_USER}" in probe and "REDISCLI_AUTH=" in probe
+
+    [service] = [
+        s
+        for s in by_kind("Service")
+        if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(redis))
+    ]
+    address = f"{service['metadata']['name']}:6379"
+    broker = re.compile(rf"redis://{REDIS_USER}:\$\(REDIS_PASSWORD\)@{address}/\d+")
+    for doc in service_workloads():
+        if component(doc) == "migrations":
+            continue
+        for c in containers(doc):
+            env = env_of(c)
+            assert broker.fullmatch(env["BROKER_URL"]["value"]), component(doc)
+            assert secret_ref(env["REDIS_PASSWORD"]) == password
+            names = [entry["name"] for entry in c["env"]]
+            assert names.index("REDIS_PASSWORD") < names.index("BROKER_URL")
+    [auth] = by_kind("TriggerAuthentication")
+    assert {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]} == {
+        ("password", *password)
+    }
+    deployments = {d["metadata"]["name"]: d for d in by_kind("Deployment")}
+    for doc in by_kind("ScaledObject"):
+        [target] = containers(deployments[doc["spec"]["scaleTargetRef"]["name"]])
+        for trigger in doc["spec"]["triggers"]:
+            assert trigger["metadata"]["address"] == address
+            # KEDA reads the user name from the pool's env (usernameFromEnv).
+            username = env_of(target)[trigger["metadata"]["usernameFromEnv"]]
+            assert username["value"] == REDIS_USER
+
+
+def test_kubernetes_network_policies_let_only_the_service_reach_redis_and_postgresql() -> None:
+    policies = by_kind("NetworkPolicy")
+    assert any(
+        p["spec"]["podSelector"] == {}
+        and p["spec"]["policyTypes"] == ["Ingress"]
+        and not p["spec"].get("ingress")
+        for p in policies
+    ), "no default deny of ingress for the namespace"
+    postgresql = [
+        p["spec"]["podSelector"]["matchLabels"]
+        for p in policies
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "postgresql"
+    ]
+    stores = {"redis": pod_labels(redis_deployment()), "postgresql": postgresql[0]}
+    ours = [pod_labels(doc) for doc in service_workloads()]
+    for store, labels in stores.items():
+        rules = ingress_rules(labels)
+        assert rules, store
+        for rule in rules:
+            assert rule.get("from"), f"{store}: a rule without `from` lets anybody in"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer, store
+                if "namespaceSelector" in peer:
+                    # KEDA's operator reads the queue lengths; nothing else from elsewhere.
+                    assert store == "redis"
+                    assert peer["namespaceSelector"]["matchLabels"] == {
+                        "kubernetes.io/metadata.name": "keda"
+                    }
+                    assert peer["podSelector"]["matchLabels"]
+                else:
+                    selector = peer["podSelector"]["matchLabels"]
+                    assert selector.get("app.kubernetes.io/name") == "scheduled-images", store
+        peers = [p for r in rules for p in r["from"] if "namespaceSelector" not in p]
+        for pod in ours:
+            assert any(selects(p["podSelector"], pod) for p in peers), (store, pod)
+
+
+def test_kubernetes_network_policies_open_the_api_port_alone_to_everyone() -> None:
+    for doc in service_workloads():
+        if doc["kind"] == "Job":
+            continue
+        rules = ingress_rules(pod_labels(doc))
+        listening = {p["containerPort"] for c in containers(doc) for p in c.get("ports", [])}
+        opened = set()
+        for rule in rules:
+            ports = {p["port"] for p in rule.get("ports", [])}
+            assert ports, f"{component(doc)}: a rule without ports opens them all"
+            opened |= ports
+            if not rule.get("from"):
+                assert component(doc) == "api" and ports == {8080}, component(doc)
+            elif ports & {9100, 9102}:
+                assert all(from_monitoring(peer) for peer in rule["from"]), component(doc)
+            else:
+                # Flower: from pods of the namespace that are let in, never from elsewhere.
+                assert all(set(peer) == {"podSelector"} for peer in rule["from"]), component(doc)
+                assert all(peer["podSelector"] for peer in rule["from"]), component(doc)
+        assert listening <= opened, component(doc)
+
+
+def test_kubernetes_gives_cloud_credentials_only_to_the_pods_that_call_the_cloud() -> None:
+    seen = set()
+    for doc in service_workloads():
+        seen.add(component(doc))
+        for container in containers(doc):
+            env = env_of(container)
+            cloud = {name for name in env if name.startswith("OS_")}
+            if component(doc) in CLOUD_CALLERS:
+                assert secret_ref(env["OS_PASSWORD"]) == ("scheduled-images-cloud", "OS_PASSWORD")
+                assert {"OS_AUTH_URL", "OS_USERNAME", "OS_PROJECT_NAME"} <= cloud
+            else:
+                assert not cloud, (component(doc), cloud)
+    assert seen >= CLOUD_CALLERS | {"beat", "flower", "migrations", "worker-tick", "worker-plan"}
+
+
+def test_kubernetes_serves_the_api_metrics_on_a_port_prometheus_alone_reaches() -> None:
+    [api] = [doc for doc in service_workloads() if component(doc) == "api"]
+    [container] = containers(api)
+    port = int(env_of(container)["API_METRICS_PORT"]["value"])
+    assert port not in (0, 8080)
+    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    assert api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    for service in by_kind("Service"):
+        if selects({"matchLabels": service["spec"]["selector"]}, pod_labels(api)):
+            for p in service["spec"]["ports"]:
+                assert p["targetPort"] not in (port, "metrics")
 
 
 def test_kustomization_lists_files_that_exist() -> None:
@@ -263,3 +613,96 @@ def test_grafana_dashboard_plots_metrics_the_service_exports() -> None:
             for name in re.findall(r"\bsi_[a-z_]+", target["expr"]):
                 base = re.sub(r"_(bucket|count|sum|total)$", "", name)
                 assert name in exported or base in exported or f"{base}_total" in exported, name
+
+
+# -- no secret anywhere in deploy/ ----------------------------------------------------------
+
+
+def deploy_files() -> list[Path]:
+    """Every file under deploy/ but those it tells git to ignore (an operator's own secrets)."""
+    ignore = DEPLOY / ".gitignore"
+    ignored = {
+        line.strip()
+        for line in ignore.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    return [p for p in sorted(DEPLOY.rglob("*")) if p.is_file() and p.name not in ignored]
+
+
+def strings(node: object, key: str = "") -> list[tuple[str, str]]:
+    """(key, value) of every string in a document; an env entry's value goes under its name."""
+    if isinstance(node, dict):
+        if isinstance(node.get("name"), str) and isinstance(node.get("value"), str):
+            return [(node["name"], node["value"])]
+        return [pair for k, v in node.items() for pair in strings(v, str(k))]
+    if isinstance(node, list):
+        return [pair for item in node for pair in strings(item)]
+    if isinstance(node, str):
+        if "=" in node and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", node, re.DOTALL):
+            name, _, value = node.partition("=")
+            return [(name, value)]
+        return [(key, node)]
+    return []
+
+
+def literal_secrets(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs that hold a secret itself rather than a reference to it."""
+    found = []
+    for key, value in pairs:
+        # What is left once references are taken out may name a user ("admin:"), no more.
+        left = REFERENCE.sub("", value).strip()
+        secret_key = SECRET_KEY.search(key) and not key.lower().endswith("file")
+        if secret_key and not re.fullmatch(r"([\w.-]+:)?", left):
+            found.append((key, value))
+        for password in URL_PASSWORD.findall(value):
+            if REFERENCE.sub("", password):
+                found.append((key, value))
+    return found
+
+
+def test_no_deploy_file_holds_a_usable_secret() -> None:
+    files = deploy_files()
+    assert {"compose.yaml", "prometheus.yml", "Dockerfile"} <= {p.name for p in files}
+    for path in files:
+        text = path.read_text()
+        assert not WELL_KNOWN.search(text), f"{path.name}: {WELL_KNOWN.search(text).group()}"
+        if path.suffix in (".yaml", ".yml"):
+            pairs = [pair for doc in yaml.safe_load_all(text) for pair in strings(doc)]
+        elif path.suffix == ".json":
+            doc = json.loads(text)
+            # A tokens file: token -> {"tenant": ..., "roles": [...]}.
+            assert not (
+                isinstance(doc, dict)
+                and doc
+                and all(isinstance(v, dict) and "tenant" in v for v in doc.values())
+            ), f"{path.name} holds tokens"
+            pairs = strings(doc)
+        elif path.name == "Dockerfile":
+            commands = dockerfile.parse_file(str(path))
+            pairs = [
+                pair
+                for c in commands
+                for pair in (
+                    zip(c.value[::2], c.value[1::2], strict=True)
+                    if c.cmd == "ENV"
+                    else [v.partition("=")[::2] for v in c.value]
+                    if c.cmd == "ARG"
+                    else []
+                )
+            ]
+        else:
+            pairs = [("", line) for line in text.splitlines()]
+        assert literal_secrets(pairs) == [], path.name
+
+
+def test_the_secret_scan_finds_a_literal_secret() -> None:
+    """The scan above is only worth what it catches."""
+    assert literal_secrets([("POSTGRES_PASSWORD", "hunter2")])
+    assert literal_secrets([("FLOWER_BASIC_AUTH", "admin:s3cret")])
+    assert literal_secrets([("password", "${FLOWER_PASSWORD:-hunter2}")])
+    assert literal_secrets([("BROKER_URL", "redis://si:hunter2@redis:6379/0")])
+    assert literal_secrets(strings([{"name": "OS_PASSWORD", "value": "x"}]))
+    assert literal_secrets(strings({"environment": ["REDIS_PASSWORD=hunter2"]}))
+    assert not literal_secrets([("POSTGRES_PASSWORD", "${POSTGRES_PASSWORD:?set it}")])
+    assert not literal_secrets([("BROKER_URL", "redis://si:$(REDIS_PASSWORD)@redis:6379/0")])
+    assert not literal_secrets([("password_file", "/run/secrets/flower_password")])
