@@ -13,7 +13,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import exc, orm
 from werkzeug.exceptions import HTTPException
 
-from api import errors
+from api import docs, errors
 from api.auth import AuthBackend, make_auth_backend
 from api.limits import install_limits
 from api.schemas import ErrorBody
@@ -74,7 +74,7 @@ def create_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
         API_SPEC_OPTIONS={
             "components": {
                 "securitySchemes": {
@@ -101,6 +101,7 @@ def create_app(
     api = ServiceApi(app)
     from api import admin, health, runs, schedules
 
+    app.register_blueprint(docs.assets)
     install_limits(app, settings, [schedules.blp, runs.blp])
     for blueprint in (schedules.blp, runs.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
