@@ -13,7 +13,6 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from common import metrics
 from common.compute.base import (
     ACTIVE,
     ERROR,
@@ -36,6 +35,7 @@ from common.models import (
     Run,
     Schedule,
 )
+from workers import metrics
 from workers.runtime import Runtime
 
 log = logging.getLogger("scheduled_images.workers")

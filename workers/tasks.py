@@ -15,14 +15,13 @@ from celery import Task
 from kombu.utils.uuid import uuid
 from sqlalchemy import exc
 
-from common import metrics
 from common.db import transaction
 from common.models import CANCELLED, SKIPPED, TIMED_OUT
 from common.runtime_settings import inflight_cap
 from scheduler import rebalances
 from scheduler import tick as ticking
 from scheduler.admission import admit_waiting_runs
-from workers import steps
+from workers import metrics, steps
 from workers.celery_app import app
 from workers.runtime import Runtime, runtime
 

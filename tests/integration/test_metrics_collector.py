@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from common import schedules
 from common.db import transaction
-from common.metrics import ServiceCollector
 from common.models import Run
 from common.runtime_settings import set_inflight_cap
 from scheduler import rebalances
+from workers.metrics import ServiceCollector
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 

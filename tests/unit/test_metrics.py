@@ -9,6 +9,7 @@ import pytest
 
 from common import metrics
 from common.settings import Settings
+from workers import metrics as worker_metrics
 from workers.flower_cli import flower_basic_auth
 
 
@@ -27,7 +28,7 @@ from workers.flower_cli import flower_basic_auth
     ],
 )
 def test_failure_reasons_are_a_few_bounded_labels(state: str, error: str, reason: str) -> None:
-    assert metrics.failure_reason(state, error) == reason
+    assert worker_metrics.failure_reason(state, error) == reason
 
 
 def test_a_kombu_socket_url_becomes_a_unix_socket_client() -> None:
