@@ -26,20 +26,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import orm
 
 from common import metrics
-from common.models import (
-    CANCELLED,
-    DONE,
-    FAILED,
-    IN_FLIGHT,
-    PENDING,
-    REBALANCE_STATES,
-    RUN_STATES,
-    SKIPPED,
-    TIMED_OUT,
-    Rebalance,
-    Run,
-    Schedule,
-)
+from common.models import REBALANCE_STATES, Rebalance, Run, Schedule
+from common.runs import FINAL, IN_FLIGHT, RUN_STATES, RunState, in_states
 from common.runtime_settings import inflight_cap
 from scheduler.metrics import PlannedPeakGauge
 from workers.celery_app import QUEUES
@@ -69,25 +57,10 @@ TICKS_PUBLISHED = Counter(
     "si_beat_ticks_published_total", "Ticks beat has sent to the broker", ["task"]
 )
 
-FAILED_STATES = (FAILED, TIMED_OUT, CANCELLED, SKIPPED)
-
-
-def failure_reason(state: str, error: str | None) -> str:
-    """A short, bounded label for why a run ended without an image (its error is free text)."""
-    text = (error or "").lower()
-    if state == TIMED_OUT or "timed out" in text:
-        return "timeout"
-    if state == CANCELLED:
-        return "server_gone" if "no longer exists" in text else "cancelled"
-    if state == SKIPPED:
-        return "busy" if "busy" in text else "missed_window"
-    if "create failed" in text:
-        return "create_error"
-    if "error" in text:
-        return "image_error"
-    if "disappeared" in text:
-        return "image_missing"
-    return "other"
+#: Final states without an image: what `si_runs_failed` counts, by state and reason code.
+FAILED_STATES = FINAL - {RunState.DONE}
+#: The label of a failed run without a reason code.
+NO_REASON = "other"
 
 
 class ServiceCollector(Collector):
@@ -173,7 +146,9 @@ def _run_families(session: orm.Session, cap: int, now: dt.datetime) -> list[Metr
     cap_family.add_metric([], cap)
 
     oldest = session.scalar(
-        sa.select(sa.func.min(Run.not_before)).where(Run.state == PENDING, Run.not_before <= now)
+        sa.select(sa.func.min(Run.not_before)).where(
+            Run.state == RunState.PENDING, Run.not_before <= now
+        )
     )
     waiting = GaugeMetricFamily(
         "si_oldest_waiting_run_age_seconds",
@@ -189,14 +164,14 @@ def _failed_family(session: orm.Session) -> Metric:
         "Runs kept in the database that ended without an image, by state and reason",
         labels=["state", "reason"],
     )
-    counts: dict[tuple[str, str], int] = {}
     rows = session.execute(
-        sa.select(Run.state, Run.error, sa.func.count())
-        .where(Run.state.in_(FAILED_STATES))
-        .group_by(Run.state, Run.error)
+        sa.select(Run.state, Run.reason, sa.func.count())
+        .where(in_states(FAILED_STATES))
+        .group_by(Run.state, Run.reason)
     )
-    for state, error, count in rows:
-        key = (state, failure_reason(state, error))
+    counts: dict[tuple[str, str], int] = {}
+    for state, reason, count in rows:
+        key = (state, reason or NO_REASON)
         counts[key] = counts.get(key, 0) + count
     for (state, reason), count in sorted(counts.items()):
         failed.add_metric([state, reason], count)
@@ -273,7 +248,7 @@ def install_celery_metrics() -> None:
 def observe_run_end(run: Run, now: dt.datetime) -> None:
     """Count a run that just ended; a finished image also gives its duration."""
     RUNS_ENDED.labels(run.state).inc()
-    if run.state == DONE and run.attempt_stamp is not None:
+    if run.state == RunState.DONE and run.attempt_stamp is not None:
         IMAGE_SECONDS.labels(run.trigger).observe(max(now.timestamp() - run.attempt_stamp, 0.0))
 
 

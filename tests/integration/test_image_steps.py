@@ -10,11 +10,11 @@ import sqlalchemy as sa
 
 from common import schedules
 from common.db import transaction
-from common.models import CREATING, DONE, SAVING, Run
-from common.runs import request_run
+from common.models import Run
+from common.runs import RunState, request_run
 from scheduler.admission import admit_waiting_runs
 from workers.runtime import Runtime
-from workers.steps import start_image
+from workers.steps import create_image
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 
@@ -47,8 +47,8 @@ def _admitted_run(sessions, server: str) -> int:  # type: ignore[no-untyped-def]
 def _finish(sessions, run_id: int) -> None:  # type: ignore[no-untyped-def]
     with transaction(sessions) as session:
         run = session.get(Run, run_id)
-        assert run is not None and run.state == SAVING
-        run.state, run.finished_at = DONE, NOW
+        assert run is not None and run.state == RunState.SAVING
+        run.state, run.finished_at = RunState.DONE, NOW
 
 
 def test_two_runs_stamped_in_the_same_second_make_two_images(sessions, settings, cloud) -> None:
@@ -58,14 +58,14 @@ def test_two_runs_stamped_in_the_same_second_make_two_images(sessions, settings,
     # The simulated image is done at once, so the server is free for the second run.
     rt = Runtime(settings, sessions, cloud, clock=lambda: NOW + dt.timedelta(hours=1))
     first = _admitted_run(sessions, server)
-    start_image(rt, first)
+    create_image(rt, first)
     _finish(sessions, first)
     second = _admitted_run(sessions, server)
-    start_image(rt, second)
+    create_image(rt, second)
     with sessions() as session:
         runs = {r.id: r for r in session.scalars(sa.select(Run))}
     assert runs[first].attempt_stamp == runs[second].attempt_stamp
-    assert runs[second].state == SAVING
+    assert runs[second].state == RunState.SAVING
     images = cloud.list_server_images("t1", server)
     assert len(images) == 2
     assert {runs[first].image_id, runs[second].image_id} == {i.id for i in images}
@@ -86,14 +86,14 @@ def test_an_image_made_before_a_restart_is_adopted_not_made_again(
 
     cloud.create_image = create_then_die
     with pytest.raises(SystemExit):
-        start_image(rt, run_id)
+        create_image(rt, run_id)
     cloud.create_image = real_create
     with sessions() as session:
         run = session.get(Run, run_id)
-        assert run is not None and run.state == CREATING and run.image_id is None
-    start_image(rt, run_id)
+        assert run is not None and run.state == RunState.CREATING and run.image_id is None
+    create_image(rt, run_id)
     with sessions() as session:
         run = session.get(Run, run_id)
-        assert run is not None and run.state == SAVING
+        assert run is not None and run.state == RunState.SAVING
         assert run.image_id == made[0]
     assert [i.id for i in cloud.list_server_images("t1", server)] == made

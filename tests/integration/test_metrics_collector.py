@@ -16,7 +16,13 @@ from workers.metrics import ServiceCollector
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
 
-def _run(server: str, state: str, error: str | None = None, waited_s: float = 0) -> Run:
+def _run(
+    server: str,
+    state: str,
+    error: str | None = None,
+    waited_s: float = 0,
+    reason: str | None = None,
+) -> Run:
     at = NOW - dt.timedelta(seconds=waited_s)
     return Run(
         tenant_id="t",
@@ -28,6 +34,7 @@ def _run(server: str, state: str, error: str | None = None, waited_s: float = 0)
         state=state,
         attempts=1,
         error=error,
+        reason=reason,
         created_at=at,
         not_before=at,
         start_by=at + dt.timedelta(days=1),
@@ -54,8 +61,8 @@ def test_collector_reads_runs_cap_waits_failures_planned_peak_and_jobs(sessions)
                 _run("b", "pending", waited_s=30),
                 _run("c", "saving"),
                 _run("d", "done"),
-                _run("e", "failed", "create failed: 500 (attempt 3 of 3)"),
-                _run("f", "timed_out", "timed out: the image did not finish"),
+                _run("e", "failed", "create failed: 500 (attempt 3 of 3)", reason="create_error"),
+                _run("f", "timed_out", "timed out: the image did not finish", reason="timeout"),
             ]
         )
         set_inflight_cap(session, 7)
