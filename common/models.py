@@ -169,7 +169,7 @@ class Run(Base):
         sa.DateTime(timezone=True), nullable=True
     )
     next_poll_at: orm.Mapped[dt.datetime | None] = orm.synonym("lease_until")
-    # An attempt still running past this times out and frees its place.
+    # Set at the first admission and kept over retries: a run in flight past it times out.
     deadline_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )

@@ -214,7 +214,6 @@ def wait_again(run: Run, not_before: dt.datetime, reason: Reason, error: str) ->
     run.image_id = None
     run.attempt_stamp = None
     run.lease_until = None
-    run.deadline_at = None
     run.reason = reason
     run.error = error
 
@@ -223,7 +222,7 @@ def wait_again(run: Run, not_before: dt.datetime, reason: Reason, error: str) ->
 
 
 def deadline(admitted_at: dt.datetime, run_timeout_s: float) -> dt.datetime:
-    """A run admitted then times out if it is still in flight after this."""
+    """A run admitted then may stay in flight, over all its attempts, until this."""
     return admitted_at + dt.timedelta(seconds=run_timeout_s)
 
 

@@ -77,6 +77,7 @@ def admit_waiting_runs(
     ).all()
     picked = pick_runs((Candidate(*row) for row in rows), places, busy)
     if picked:
+        # A retry keeps the deadline of its first admission: the time-out bounds the run.
         session.execute(
             moving(
                 RunState.ADMITTED,
@@ -84,7 +85,7 @@ def admit_waiting_runs(
             ).values(
                 admitted_at=now,
                 lease_until=now + dt.timedelta(seconds=lease_s),
-                deadline_at=deadline(now, run_timeout_s),
+                deadline_at=sa.func.coalesce(Run.deadline_at, deadline(now, run_timeout_s)),
             )
         )
     return picked

@@ -145,6 +145,9 @@ def _wait_for_busy_server(rt: Runtime, run: Run, now: dt.datetime, error: Server
         Reason.SERVER_BUSY,
         f"waiting: the server is busy with another image ({error})",
     )
+    if run.attempts == 0:
+        # No attempt made yet: the run's deadline starts with its first real attempt.
+        run.deadline_at = None
 
 
 # -- poll -----------------------------------------------------------------------------------
@@ -237,19 +240,29 @@ def prune_server(rt: Runtime, tenant_id: str, server_id: str) -> int:
 def _attempt_failed(
     rt: Runtime, run: Run, now: dt.datetime, reason: Reason, why: str, outcome: Outcome
 ) -> None:
+    """An attempt failed: retry after a back-off, within the attempts and the run's deadline.
+
+    The n-th retry waits RETRY_DELAY_S times n. A retry may start after the run's usual
+    window, but never past the deadline set at the run's first admission (RUN_TIMEOUT_S):
+    when the next attempt could not start before it, the run fails now.
+    """
     outcome.freed += 1
     attempts, limit = run.attempts, rt.settings.retry_attempts
-    if attempts >= limit:
-        why = f"{why} (attempt {attempts} of {limit})"
-        _end(run, RunState.FAILED, now, reason, why)
-        outcome.prune.append((run.tenant_id, run.server_id))
-        log.warning("run failed", extra={"error": why, "attempts": attempts})
-        return
     retry_at = now + dt.timedelta(seconds=rt.settings.retry_delay_s * attempts)
-    wait_again(run, retry_at, reason, f"{why} (attempt {attempts}); retrying")
-    # A retry may start after the usual window, but not past the run's own deadline.
-    run.start_by = max(run.start_by, retry_at + dt.timedelta(seconds=rt.settings.poll_interval_s))
-    log.warning("attempt failed; retrying", extra={"error": why, "retry_at": retry_at.isoformat()})
+    if attempts < limit and (run.deadline_at is None or retry_at < run.deadline_at):
+        wait_again(run, retry_at, reason, f"{why} (attempt {attempts}); retrying")
+        start_by = max(run.start_by, retry_at + dt.timedelta(seconds=rt.settings.poll_interval_s))
+        run.start_by = start_by if run.deadline_at is None else min(start_by, run.deadline_at)
+        log.warning(
+            "attempt failed; retrying", extra={"error": why, "retry_at": retry_at.isoformat()}
+        )
+        return
+    why = f"{why} (attempt {attempts} of {limit})"
+    if attempts < limit:
+        why += "; no time left before the run's deadline for another"
+    _end(run, RunState.FAILED, now, reason, why)
+    outcome.prune.append((run.tenant_id, run.server_id))
+    log.warning("run failed", extra={"error": why, "attempts": attempts})
 
 
 def _end(

@@ -270,6 +270,33 @@ def test_the_tick_times_out_a_late_run_as_a_poll_does(sessions, settings, cloud)
     assert [getattr(ticked, f) for f in fields] == [getattr(polled, f) for f in fields]
 
 
+def test_a_retry_keeps_its_first_deadline_and_never_starts_past_it(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_error")
+    steps.attempt(NOW)
+    run = steps.run()
+    deadline = NOW + _seconds(settings.run_timeout_s)
+    assert run.deadline_at == deadline and run.start_by <= deadline
+    assert steps.admit(run.not_before)
+    assert steps.run().deadline_at == deadline
+
+
+def test_a_failed_attempt_with_no_time_for_a_retry_fails_the_run_now(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_error")
+    assert steps.admit(NOW)
+    steps.create(NOW)
+    # The back-off would end past the deadline: no later attempt could start in time.
+    at = NOW + _seconds(settings.run_timeout_s - settings.retry_delay_s)
+    outcome = steps.poll(at)
+    run = steps.run()
+    assert (run.state, run.reason, run.attempts) == (RunState.FAILED, Reason.IMAGE_ERROR, 1)
+    assert "deadline" in run.error
+    assert outcome.prune == [("t1", steps.server)]
+
+
 def test_a_server_gone_cancels_the_run_and_stops_its_schedule(sessions, settings, cloud) -> None:
     steps = Steps(sessions, settings, cloud)
     cloud.remove_server(steps.server)
