@@ -38,10 +38,12 @@ DB_RETRY = {
     "retry_jitter": True,
     "max_retries": None,
 }
+#: Runs one poll message checks: one cloud call a batch instead of one a run.
 POLL_BATCH = 100
-# Messages pipelined to Redis per round trip (kombu's producer batches): several times the
-# rate of one round trip a message, which is what lets a tick dispatch thousands of runs.
+#: Messages pipelined to Redis per round trip (kombu's producer batches), so that a tick can
+#: publish thousands of runs without a round trip each.
 PUBLISH_BATCH = 500
+#: Seconds a tick spends making runs of due schedules before it admits and publishes.
 TICK_BUDGET_S = 20.0
 # A rebalance that finds another one re-planning looks again this much later.
 REBALANCE_BUSY_RETRY_S = 10
@@ -189,8 +191,8 @@ def _publish(task: Task, argument_lists: list[tuple]) -> None:
     """Publish one message per argument tuple, pipelined to Redis.
 
     Celery's own message building and sending (`app.amqp`), without `apply_async`'s
-    per-call option merging and routing, which cost as much again as the sending itself:
-    the route and the options are worked out once for the whole batch.
+    per-call option merging and routing: the route and the options are worked out once for
+    the whole batch.
     """
     if not argument_lists:
         return
