@@ -63,6 +63,7 @@ def test_collector_reads_runs_cap_waits_failures_planned_peak_and_jobs(sessions)
                 _run("d", "done"),
                 _run("e", "failed", "create failed: 500 (attempt 3 of 3)", reason="create_error"),
                 _run("f", "timed_out", "timed out: the image did not finish", reason="timeout"),
+                _run("h", "cancelled", "cancelled by an operator"),  # no code: ended by hand
             ]
         )
         set_inflight_cap(session, 7)
@@ -76,6 +77,7 @@ def test_collector_reads_runs_cap_waits_failures_planned_peak_and_jobs(sessions)
     assert "si_oldest_waiting_run_age_seconds 90.0" in text
     assert 'si_runs_failed{reason="create_error",state="failed"} 1.0' in text
     assert 'si_runs_failed{reason="timeout",state="timed_out"} 1.0' in text
+    assert 'si_runs_failed{reason="other",state="cancelled"} 1.0' in text
     assert "si_planned_peak_in_flight 3.0" in text
     assert 'si_rebalances{state="queued"} 1.0' in text
     assert 'si_rebalances{state="failed"} 0.0' in text
