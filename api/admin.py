@@ -29,8 +29,9 @@ from api.schemas import (
 from common.clock import iso_z, iso_z_or_none
 from common.db import transaction
 from common.logging import bind
-from common.models import PENDING, RUN_STATES, Run
 from common.models import Rebalance as RebalanceRow
+from common.models import Run
+from common.runs import RUN_STATES, RunState
 from common.runtime_settings import inflight_cap, set_inflight_cap
 from scheduler import rebalances
 from scheduler.admission import in_flight_count
@@ -98,7 +99,7 @@ class Summary(MethodView):
                 session.execute(sa.select(Run.state, sa.func.count()).group_by(Run.state)).all()
             )
             oldest = session.scalar(
-                sa.select(sa.func.min(Run.not_before)).where(Run.state == PENDING)
+                sa.select(sa.func.min(Run.not_before)).where(Run.state == RunState.PENDING)
             )
         cap = _cap_body()
         waited = None if oldest is None else max((now() - oldest).total_seconds(), 0.0)

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from api.context import sessions
 from api.errors import RETRY_AFTER_S
 from common.metrics import redis_client
+from workers.metrics import ServiceCollector
 
 blp = Blueprint("health", __name__, description="Probes and metrics.")
 # Probes need no token: the document must not claim the API-wide X-Auth-Token requirement.
@@ -58,8 +59,6 @@ class Metrics(MethodView):
     @blp.response(200, content_type="text/plain", description="Prometheus text format.")
     def get(self) -> Response:
         """Prometheus text format: this process's request metrics and the service's gauges."""
-        from common.metrics import ServiceCollector
-
         registry = current_app.extensions.get("metrics_registry")
         if registry is None:
             # One collector per app, so its cache spans scrapes; built on first scrape.

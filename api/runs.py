@@ -13,7 +13,8 @@ from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import runs
 from common.clock import iso_z, iso_z_or_none
 from common.db import transaction
-from common.models import FINAL, Run
+from common.models import Run
+from common.runs import FINAL, in_order
 
 blp = Blueprint(
     "runs",
@@ -65,7 +66,7 @@ class ServerRuns(MethodView):
                     Run.tenant_id == tenant_id,
                     Run.server_id == server_id,
                     Run.trigger == "manual",
-                    Run.state.not_in(FINAL),
+                    Run.state.not_in(in_order(FINAL)),
                 )
                 .order_by(Run.id.desc())
                 .limit(1)

@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 from api.errors import FALLBACK_KIND, KINDS
 from common.days import DAY_NAMES, day_number
 from common.models import REBALANCE_STATES
+from common.runs import RUN_STATES
 
 MAX_RETENTION = 65535
 
@@ -140,19 +141,7 @@ class RunOut(ma.Schema):
     finished_at = fields.String(allow_none=True)
     state = fields.String(
         required=True,
-        metadata={
-            "enum": [
-                "pending",
-                "admitted",
-                "creating",
-                "saving",
-                "done",
-                "failed",
-                "timed_out",
-                "skipped",
-                "cancelled",
-            ]
-        },
+        metadata={"enum": list(RUN_STATES)},
     )
     image_id = fields.String(allow_none=True)
     attempts = fields.Integer(required=True)
@@ -213,19 +202,7 @@ class AdminRunsResponse(ma.Schema):
 class AdminRunsArgs(RunPageArgs):
     state = fields.String(
         load_default=None,
-        validate=validate.OneOf(
-            [
-                "pending",
-                "admitted",
-                "creating",
-                "saving",
-                "done",
-                "failed",
-                "timed_out",
-                "skipped",
-                "cancelled",
-            ]
-        ),
+        validate=validate.OneOf(list(RUN_STATES)),
         metadata={"description": "Only runs in this state."},
     )
 

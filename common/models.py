@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql
 
+from common.run_state import IN_FLIGHT, RUN_STATES, RunState, in_order
+
 
 class Base(orm.DeclarativeBase):
     metadata = sa.MetaData(
@@ -112,21 +114,6 @@ class SimImage(Base):
     fate: orm.Mapped[str] = orm.mapped_column(sa.String(16), nullable=False)
 
 
-# Run states. In flight: a place under the cap is held.
-PENDING = "pending"
-ADMITTED = "admitted"
-CREATING = "creating"
-SAVING = "saving"
-DONE = "done"
-FAILED = "failed"
-TIMED_OUT = "timed_out"
-SKIPPED = "skipped"
-CANCELLED = "cancelled"
-IN_FLIGHT = (ADMITTED, CREATING, SAVING)
-FINAL = (DONE, FAILED, TIMED_OUT, SKIPPED, CANCELLED)
-RUN_STATES = (PENDING, *IN_FLIGHT, *FINAL)
-
-
 class Run(Base):
     """One image of one server: for a schedule and period (unique), or run now by hand."""
 
@@ -145,13 +132,17 @@ class Run(Base):
     scheduled_for: orm.Mapped[dt.datetime] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=False
     )
-    state: orm.Mapped[str] = orm.mapped_column(sa.String(16), nullable=False, default=PENDING)
+    state: orm.Mapped[str] = orm.mapped_column(
+        sa.String(16), nullable=False, default=RunState.PENDING.value
+    )
     image_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64), nullable=True)
     # Set, and committed, before an image is asked for: the image's name carries it, so a
     # redelivered task finds an image made before a crash instead of making a second one.
     attempt_stamp: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger, nullable=True)
     attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False, default=0)
     error: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
+    # The code of `error` (common.run_state.Reason): what metrics label failures by.
+    reason: orm.Mapped[str | None] = orm.mapped_column(sa.String(32), nullable=True)
     created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=False, default=_now
     )
@@ -172,11 +163,13 @@ class Run(Base):
     finished_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )
-    # In flight and no message seen working on it past this: the tick publishes it again.
+    # Admitted or creating and no message seen working on it past this: the tick publishes
+    # its create again. Saving: when its image is next polled (read it as `next_poll_at`).
     lease_until: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )
-    # An attempt still running past this times out and frees its place.
+    next_poll_at: orm.Mapped[dt.datetime | None] = orm.synonym("lease_until")
+    # Set at the first admission and kept over retries: a run in flight past it times out.
     deadline_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )
@@ -199,7 +192,9 @@ class Run(Base):
             "uq_runs_server_in_flight",
             "server_id",
             unique=True,
-            postgresql_where=sa.text("state IN ('admitted', 'creating', 'saving')"),
+            postgresql_where=sa.text(
+                "state IN (" + ", ".join(f"'{s}'" for s in in_order(IN_FLIGHT)) + ")"
+            ),
         ),
         sa.Index("ix_runs_state_not_before", "state", "not_before"),
         sa.Index("ix_runs_server_created", "server_id", "id"),

@@ -1,20 +1,117 @@
-"""Runs in the database: run a schedule now, and read a server's history."""
+"""The life of a run, in one place: how a run is made, which state may follow which, how it
+ends, and its one time-out. The tick (scheduler) and the image steps (workers) both change
+runs only through what this module builds, so each rule below is written once.
+
+A run is made PENDING (by the tick for a schedule and period, or by hand: run now), admitted
+under the cap, CREATING while a worker asks the cloud for the image, SAVING while polls
+follow the image, and ends DONE, FAILED, TIMED_OUT, SKIPPED or CANCELLED; a failed attempt or
+a busy server sends it back to PENDING. A run that ends without an image carries a `reason`
+code beside its free-text `error`: metrics label by the code, people read the text.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from common.models import PENDING, Run, Schedule
+from common.models import Run, Schedule
+from common.run_state import (
+    FINAL,
+    IN_FLIGHT,
+    RUN_STATES,
+    TRANSITIONS,
+    Reason,
+    RunState,
+    in_order,
+    sources,
+)
 
-# A run asked for by hand waits its turn, but not for ever.
+__all__ = [
+    "FINAL",
+    "IN_FLIGHT",
+    "RUN_STATES",
+    "TRANSITIONS",
+    "Reason",
+    "RunState",
+    "in_order",
+    "sources",
+]
+
+#: A run asked for by hand waits its turn, but not for ever.
 MANUAL_START_WITHIN = dt.timedelta(days=1)
+#: What a timed-out run's error says, whoever times it out.
+TIMED_OUT_ERROR = "timed out: the image did not finish before the run's deadline"
 
 
 class NoSchedule(LookupError):
     pass
+
+
+class IllegalTransition(RuntimeError):
+    """A change of state that TRANSITIONS does not allow: a bug, never a cloud's answer."""
+
+
+# -- making runs ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NewRun:
+    """A run to make: for a schedule and period (trigger `schedule`), or run now (`manual`)."""
+
+    schedule_id: int | None
+    tenant_id: str
+    server_id: str
+    trigger: str
+    period: dt.date
+    weekly: bool
+    scheduled_for: dt.datetime
+    not_before: dt.datetime
+    start_by: dt.datetime
+
+
+# Arrays through unnest: one statement for any number of runs, instead of a statement a row,
+# which is what lets a tick make thousands of runs in a batch. The unique (server, period) key
+# of scheduled runs makes a repeated insert (a second beat, a redelivered tick) a no-op.
+_MAKE_RUNS = sa.text(
+    """
+    INSERT INTO runs (schedule_id, tenant_id, server_id, trigger, period, weekly,
+                      scheduled_for, state, attempts, created_at, not_before, start_by)
+    SELECT schedule_id, tenant_id, server_id, trigger, period, weekly, scheduled_for,
+           :pending, 0, :now, not_before, start_by
+    FROM unnest(CAST(:schedule_ids AS bigint[]), CAST(:tenant_ids AS text[]),
+                CAST(:server_ids AS text[]), CAST(:triggers AS text[]),
+                CAST(:periods AS date[]), CAST(:weekly AS boolean[]),
+                CAST(:scheduled_for AS timestamptz[]), CAST(:not_before AS timestamptz[]),
+                CAST(:start_by AS timestamptz[]))
+         AS new(schedule_id, tenant_id, server_id, trigger, period, weekly, scheduled_for,
+                not_before, start_by)
+    ON CONFLICT (server_id, period) WHERE trigger = 'schedule' DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def make_runs(session: orm.Session, runs: Sequence[NewRun], now: dt.datetime) -> list[int]:
+    """Insert the runs PENDING, one statement for all; returns the ids of those made."""
+    if not runs:
+        return []
+    columns = {
+        "schedule_ids": [r.schedule_id for r in runs],
+        "tenant_ids": [r.tenant_id for r in runs],
+        "server_ids": [r.server_id for r in runs],
+        "triggers": [r.trigger for r in runs],
+        "periods": [r.period for r in runs],
+        "weekly": [r.weekly for r in runs],
+        "scheduled_for": [r.scheduled_for for r in runs],
+        "not_before": [r.not_before for r in runs],
+        "start_by": [r.start_by for r in runs],
+    }
+    made = session.execute(_MAKE_RUNS, {**columns, "pending": RunState.PENDING.value, "now": now})
+    return list(made.scalars())
 
 
 def request_run(session: orm.Session, tenant_id: str, server_id: str, now: dt.datetime) -> Run:
@@ -24,7 +121,7 @@ def request_run(session: orm.Session, tenant_id: str, server_id: str, now: dt.da
     )
     if schedule is None:
         raise NoSchedule(server_id)
-    run = Run(
+    new = NewRun(
         schedule_id=schedule.id,
         tenant_id=tenant_id,
         server_id=server_id,
@@ -32,14 +129,12 @@ def request_run(session: orm.Session, tenant_id: str, server_id: str, now: dt.da
         period=now.date(),
         weekly=schedule.day_of_week is not None,
         scheduled_for=now,
-        state=PENDING,
-        attempts=0,
-        created_at=now,
         not_before=now,
         start_by=now + MANUAL_START_WITHIN,
     )
-    session.add(run)
-    session.flush()
+    [run_id] = make_runs(session, [new], now)
+    run = session.get(Run, run_id)
+    assert run is not None
     return run
 
 
@@ -51,3 +146,107 @@ def server_runs(
     if marker is not None:
         query = query.where(Run.id < marker)
     return list(session.scalars(query.order_by(Run.id.desc()).limit(limit)))
+
+
+# -- moving runs ----------------------------------------------------------------------------
+
+
+def move(run: Run, target: RunState) -> None:
+    """Put a loaded (and locked) run in `target`, as TRANSITIONS allows."""
+    if target not in TRANSITIONS[RunState(run.state)]:
+        raise IllegalTransition(f"run {run.id}: {run.state} -> {target}")
+    run.state = target
+
+
+def moving(
+    target: RunState, *where: sa.ColumnElement[bool], only_from: Iterable[RunState] = ()
+) -> sa.Update:
+    """UPDATE runs SET state = target WHERE state IN (the states allowed to move to target).
+
+    `only_from` narrows the sources to some of those; `where` adds the caller's conditions.
+    """
+    allowed = sources(target)
+    narrowed = tuple(only_from) or allowed
+    if not set(narrowed) <= set(allowed):
+        raise IllegalTransition(f"{narrowed} -> {target}")
+    return sa.update(Run).where(Run.state.in_(narrowed), *where).values(state=target)
+
+
+def in_states(states: frozenset[RunState]) -> sa.ColumnElement[bool]:
+    """`runs.state IN (...)` for a set of states, in a stable order."""
+    return Run.state.in_(in_order(states))
+
+
+# -- ending runs: one failure path for the workers and the tick -----------------------------
+
+
+def end(
+    run: Run, target: RunState, now: dt.datetime, reason: Reason | None, error: str | None
+) -> None:
+    """End a loaded run: its final state, when, and (failing) why, as code and as text."""
+    move(run, target)
+    run.finished_at = now
+    run.lease_until = None
+    if error is not None:
+        run.error = error
+    if reason is not None:
+        run.reason = reason
+
+
+def ending(
+    target: RunState,
+    now: dt.datetime,
+    reason: Reason | sa.ColumnElement[str],
+    error: str | sa.ColumnElement[str],
+    *where: sa.ColumnElement[bool],
+    only_from: Iterable[RunState] = (),
+) -> sa.Update:
+    """The UPDATE that ends every run matching `where`, as `end` ends one loaded run."""
+    return moving(target, *where, only_from=only_from).values(
+        finished_at=now, lease_until=None, error=error, reason=reason
+    )
+
+
+def wait_again(run: Run, not_before: dt.datetime, reason: Reason, error: str) -> None:
+    """Send a run in flight back to PENDING: its place is freed and it waits until then."""
+    move(run, RunState.PENDING)
+    run.not_before = not_before
+    run.image_id = None
+    run.attempt_stamp = None
+    run.lease_until = None
+    run.reason = reason
+    run.error = error
+
+
+# -- the one time-out -----------------------------------------------------------------------
+
+
+def deadline(admitted_at: dt.datetime, run_timeout_s: float) -> dt.datetime:
+    """A run admitted then may stay in flight, over all its attempts, until this."""
+    return admitted_at + dt.timedelta(seconds=run_timeout_s)
+
+
+def past_deadline(now: dt.datetime) -> sa.ColumnElement[bool]:
+    return Run.deadline_at < now
+
+
+def time_out(
+    session: orm.Session, now: dt.datetime, *where: sa.ColumnElement[bool]
+) -> list[tuple[str, str]]:
+    """End TIMED_OUT the runs in flight past their deadline (and matching `where`).
+
+    The tick calls it for every such run its lock reaches, a poll for a run it holds.
+    Returns (tenant, server) pairs whose retention should run.
+    """
+    timed_out = session.execute(
+        ending(
+            RunState.TIMED_OUT,
+            now,
+            Reason.TIMED_OUT,
+            sa.func.coalesce(Run.error + "; ", "") + TIMED_OUT_ERROR,
+            past_deadline(now),
+            *where,
+        ).returning(Run.tenant_id, Run.server_id),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    return [(tenant_id, server_id) for tenant_id, server_id in timed_out]

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql
 
-from common.models import ADMITTED, IN_FLIGHT, PENDING, Run
+from common.models import Run
+from common.runs import IN_FLIGHT, RunState, deadline, in_states, moving
 
 # Any constant shared by every process; it names the admission critical section.
 ADMISSION_LOCK = 0x5C4ED1A6
@@ -48,9 +49,7 @@ def pick_runs(candidates: Iterable[Candidate], places: int, busy_servers: set[st
 
 
 def in_flight_count(session: orm.Session) -> int:
-    return session.scalar(
-        sa.select(sa.func.count()).select_from(Run).where(Run.state.in_(IN_FLIGHT))
-    )
+    return session.scalar(sa.select(sa.func.count()).select_from(Run).where(in_states(IN_FLIGHT)))
 
 
 def admit_waiting_runs(
@@ -61,13 +60,13 @@ def admit_waiting_runs(
     places = cap - in_flight_count(session)
     if places <= 0:
         return []
-    busy = set(session.scalars(sa.select(Run.server_id).where(Run.state.in_(IN_FLIGHT))))
+    busy = set(session.scalars(sa.select(Run.server_id).where(in_states(IN_FLIGHT))))
     turn = sa.func.row_number().over(
         partition_by=Run.tenant_id, order_by=(Run.scheduled_for, Run.id)
     )
     waiting = (
         sa.select(Run.id, Run.tenant_id, Run.server_id, Run.scheduled_for, turn.label("turn"))
-        .where(Run.state == PENDING, Run.not_before <= now)
+        .where(Run.state == RunState.PENDING, Run.not_before <= now)
         .subquery()
     )
     # Fetch a margin beyond the places: some candidates share a server and are passed over.
@@ -78,14 +77,15 @@ def admit_waiting_runs(
     ).all()
     picked = pick_runs((Candidate(*row) for row in rows), places, busy)
     if picked:
+        # A retry keeps the deadline of its first admission: the time-out bounds the run.
         session.execute(
-            sa.update(Run)
-            .where(Run.id == sa.any_(sa.cast(picked, postgresql.ARRAY(sa.BigInteger))))
-            .values(
-                state=ADMITTED,
+            moving(
+                RunState.ADMITTED,
+                Run.id == sa.any_(sa.cast(picked, postgresql.ARRAY(sa.BigInteger))),
+            ).values(
                 admitted_at=now,
                 lease_until=now + dt.timedelta(seconds=lease_s),
-                deadline_at=now + dt.timedelta(seconds=run_timeout_s),
+                deadline_at=sa.func.coalesce(Run.deadline_at, deadline(now, run_timeout_s)),
             )
         )
     return picked

@@ -1,4 +1,4 @@
-"""The tick: due schedules become runs, and runs that lost their message or time are found.
+"""The tick: due schedules become runs; lost creates, due polls and late runs are found.
 
 Each function takes a session and the time, changes rows, and returns what must be
 published; the caller commits before it publishes, so a message never names a row that a
@@ -7,25 +7,24 @@ rollback took back, and a lost message is found again by the next tick.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
 from common.db import delete_batch
-from common.models import (
-    ADMITTED,
-    CANCELLED,
-    CREATING,
+from common.models import Run, Schedule
+from common.runs import (
     FINAL,
     IN_FLIGHT,
-    PENDING,
-    SAVING,
-    SKIPPED,
-    TIMED_OUT,
-    Run,
-    Schedule,
+    NewRun,
+    Reason,
+    RunState,
+    ending,
+    in_states,
+    make_runs,
+    past_deadline,
+    time_out,
 )
 from common.slots import DAY_S, last_run_at, next_run_at, period_of
 
@@ -54,44 +53,26 @@ def materialize_due_runs(session: orm.Session, now: dt.datetime, limit: int = 50
     ).all()
     if not due:
         return 0
-    # Arrays through unnest: one statement for the runs and one for the schedules, instead
-    # of a statement a row, which is what keeps 10,000 due schedules under a second.
-    ids, tenants, servers, periods, weekly, whens, nexts = [], [], [], [], [], [], []
+    runs, ids, nexts = [], [], []
     for schedule_id, tenant_id, server_id, day, slot in due:
         when = last_run_at(day, slot, now)
+        runs.append(
+            NewRun(
+                schedule_id=schedule_id,
+                tenant_id=tenant_id,
+                server_id=server_id,
+                trigger="schedule",
+                period=period_of(day, slot, when),
+                weekly=day is not None,
+                scheduled_for=when,
+                not_before=when,
+                start_by=now + START_WITHIN,
+            )
+        )
         ids.append(schedule_id)
-        tenants.append(tenant_id)
-        servers.append(server_id)
-        periods.append(period_of(day, slot, when))
-        weekly.append(day is not None)
-        whens.append(when)
         nexts.append(next_run_at(day, slot, now))
-    session.execute(
-        sa.text(
-            """
-            INSERT INTO runs (schedule_id, tenant_id, server_id, trigger, period, weekly,
-                              scheduled_for, state, attempts, created_at, not_before, start_by)
-            SELECT id, tenant, server, 'schedule', period, weekly, due_at, :pending, 0, :now,
-                   due_at, :start_by
-            FROM unnest(CAST(:ids AS bigint[]), CAST(:tenants AS text[]),
-                        CAST(:servers AS text[]), CAST(:periods AS date[]),
-                        CAST(:weekly AS boolean[]), CAST(:whens AS timestamptz[]))
-                 AS due(id, tenant, server, period, weekly, due_at)
-            ON CONFLICT (server_id, period) WHERE trigger = 'schedule' DO NOTHING
-            """
-        ),
-        {
-            "ids": ids,
-            "tenants": tenants,
-            "servers": servers,
-            "periods": periods,
-            "weekly": weekly,
-            "whens": whens,
-            "pending": PENDING,
-            "now": now,
-            "start_by": now + START_WITHIN,
-        },
-    )
+    make_runs(session, runs, now)
+    # One statement for every schedule moved on, as for the runs.
     session.execute(
         sa.text(
             """
@@ -108,104 +89,97 @@ def materialize_due_runs(session: orm.Session, now: dt.datetime, limit: int = 50
 
 def skip_missed_runs(session: orm.Session, now: dt.datetime) -> int:
     """Pending runs past their period are skipped, saying why they never started."""
-    result = session.execute(
-        sa.update(Run)
-        .where(Run.state == PENDING, Run.start_by < now)
-        .values(
-            state=SKIPPED,
-            finished_at=now,
-            error=sa.func.coalesce(Run.error, "not admitted") + "; skipped: its period has passed",
-        )
+    # A run that waited on a busy server stays labelled busy: that is why it never started.
+    reason = sa.case(
+        (Run.reason == Reason.SERVER_BUSY.value, Reason.SERVER_BUSY.value),
+        else_=Reason.MISSED_WINDOW.value,
     )
-    return result.rowcount
+    error = sa.func.coalesce(Run.error, "not admitted") + "; skipped: its period has passed"
+    return session.execute(
+        ending(RunState.SKIPPED, now, reason, error, Run.start_by < now)
+    ).rowcount
 
 
 def cancel_orphaned_runs(session: orm.Session, now: dt.datetime) -> int:
     """Pending runs whose schedule was disabled are cancelled."""
-    result = session.execute(
-        sa.update(Run)
-        .where(Run.state == PENDING, Run.schedule_id.is_(None))
-        .values(state=CANCELLED, finished_at=now, error="the schedule was disabled")
+    statement = ending(
+        RunState.CANCELLED,
+        now,
+        Reason.SCHEDULE_DISABLED,
+        "the schedule was disabled",
+        Run.schedule_id.is_(None),
+        only_from=(RunState.PENDING,),
     )
-    return result.rowcount
+    return session.execute(statement).rowcount
 
 
-@dataclasses.dataclass
-class Republish:
-    create: list[int] = dataclasses.field(default_factory=list)
-    poll: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # (tenant, run id)
+def lost_creates(
+    session: orm.Session, now: dt.datetime, lease_s: float, limit: int = 5000
+) -> list[int]:
+    """Runs admitted or creating whose lease ran out: no message is known to carry them.
 
-
-def take_expired_leases(
-    session: orm.Session,
-    now: dt.datetime,
-    lease_s: float,
-    poll_interval_s: float,
-    limit: int = 5000,
-) -> Republish:
-    """In-flight runs whose lease ran out: no message is known to carry them, publish again.
-
-    For a run being created this recovers a message lost with the broker or a worker
-    killed mid-task; for a run saving, the lease is its next poll.
+    This recovers a message lost with the broker or a worker killed mid-task; the lease is
+    renewed, so the next tick does not publish them again at once.
     """
-    rows = session.execute(
-        sa.select(Run.id, Run.tenant_id, Run.state)
-        .where(Run.state.in_(IN_FLIGHT), Run.lease_until <= now)
-        .order_by(Run.lease_until)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    found = Republish()
-    create_until = now + dt.timedelta(seconds=lease_s)
-    poll_until = now + dt.timedelta(seconds=poll_interval_s)
-    for run_id, tenant_id, state in rows:
-        if state == SAVING:
-            found.poll.append((tenant_id, run_id))
-        else:
-            found.create.append(run_id)
-    if found.create:
-        session.execute(
-            sa.update(Run).where(Run.id.in_(found.create)).values(lease_until=create_until)
+    ids = list(
+        session.scalars(
+            sa.select(Run.id)
+            .where(Run.state.in_((RunState.ADMITTED, RunState.CREATING)), Run.lease_until <= now)
+            .order_by(Run.lease_until)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-    if found.poll:
+    )
+    if ids:
         session.execute(
             sa.update(Run)
-            .where(Run.id.in_([run_id for _, run_id in found.poll]))
-            .values(lease_until=poll_until)
+            .where(Run.id.in_(ids))
+            .values(lease_until=now + dt.timedelta(seconds=lease_s))
         )
-    return found
+    return ids
 
 
-def time_out_runs(session: orm.Session, now: dt.datetime) -> list[tuple[str, str]]:
-    """In-flight runs past their deadline end timed out and free their place.
+def due_polls(
+    session: orm.Session, now: dt.datetime, poll_interval_s: float, limit: int = 5000
+) -> list[tuple[str, int]]:
+    """Images in progress due for a poll: (tenant, run id) of runs SAVING past `next_poll_at`.
 
-    Rows locked by a task at work are left for that task, which checks the deadline too.
-    Returns (tenant, server) pairs whose retention should run.
+    Their next poll is set a poll interval on, so a poll lost with its message comes again.
     """
     rows = session.execute(
-        sa.select(Run.id, Run.tenant_id, Run.server_id)
-        .where(Run.state.in_((ADMITTED, CREATING, SAVING)), Run.deadline_at < now)
+        sa.select(Run.tenant_id, Run.id)
+        .where(Run.state == RunState.SAVING, Run.next_poll_at <= now)
+        .order_by(Run.next_poll_at)
+        .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
     if rows:
         session.execute(
             sa.update(Run)
-            .where(Run.id.in_([r.id for r in rows]))
-            .values(
-                state=TIMED_OUT,
-                finished_at=now,
-                lease_until=None,
-                error=sa.func.coalesce(Run.error + "; ", "") + "timed out: the image did not "
-                "finish before the run's deadline",
-            )
+            .where(Run.id.in_([run_id for _, run_id in rows]))
+            .values({Run.next_poll_at: now + dt.timedelta(seconds=poll_interval_s)})
         )
-    return [(r.tenant_id, r.server_id) for r in rows]
+    return [(tenant_id, run_id) for tenant_id, run_id in rows]
+
+
+def time_out_runs(session: orm.Session, now: dt.datetime) -> list[tuple[str, str]]:
+    """Runs in flight past their deadline end timed out and free their place.
+
+    Rows locked by a task at work are left for that task, whose poll times them out.
+    Returns (tenant, server) pairs whose retention should run.
+    """
+    late = (
+        sa.select(Run.id)
+        .where(in_states(IN_FLIGHT), past_deadline(now))
+        .with_for_update(skip_locked=True)
+    )
+    return time_out(session, now, Run.id.in_(late.scalar_subquery()))
 
 
 def trim_history(session: orm.Session, now: dt.datetime, keep_days: int, limit: int = 10000) -> int:
     """Finished runs older than the history setting are deleted, a bounded batch a tick."""
     oldest = now - dt.timedelta(days=keep_days)
-    return delete_batch(session, Run, Run.state.in_(FINAL), Run.finished_at < oldest, limit=limit)
+    return delete_batch(session, Run, in_states(FINAL), Run.finished_at < oldest, limit=limit)
 
 
 def remove_gone_schedules(session: orm.Session, now: dt.datetime, grace_s: int) -> int:

@@ -1,7 +1,9 @@
-"""The steps of a run, as the tasks perform them: start an image, check images, prune.
+"""The steps of a run, as the tasks perform them: create an image, poll images in progress,
+prune retention.
 
-Each step loads runs, calls the cloud, and saves, guarding every change with the state it
-expects, so that a step repeated by a redelivered or republished message does nothing new.
+Each step loads runs, calls the cloud, and saves through `common.runs`, guarding every change
+with the state it expects, so that a step repeated by a redelivered or republished message
+does nothing new.
 """
 
 from __future__ import annotations
@@ -13,29 +15,20 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from common import metrics
 from common.compute.base import (
     ACTIVE,
     ERROR,
     ComputeError,
+    Image,
     ServerBusy,
     ServerNotFound,
 )
 from common.db import transaction
 from common.images import image_metadata, image_name, images_to_delete, is_scheduled_image_of
 from common.logging import log_context
-from common.models import (
-    ADMITTED,
-    CANCELLED,
-    CREATING,
-    DONE,
-    FAILED,
-    PENDING,
-    SAVING,
-    TIMED_OUT,
-    Run,
-    Schedule,
-)
+from common.models import Run, Schedule
+from common.runs import Reason, RunState, end, move, time_out, wait_again
+from workers import metrics
 from workers.runtime import Runtime
 
 log = logging.getLogger("scheduled_images.workers")
@@ -52,34 +45,46 @@ class Outcome:
     freed: int = 0
 
 
-def start_image(rt: Runtime, run_id: int) -> Outcome:
+# -- create ---------------------------------------------------------------------------------
+
+
+def create_image(rt: Runtime, run_id: int) -> Outcome:
     """Create the run's image, once: the id is recorded before anything else happens."""
     outcome = Outcome()
-    now = rt.clock()
-    # Step one, committed on its own: the attempt's stamp, which the image's name carries.
-    with transaction(rt.sessions) as session:
-        run = session.get(Run, run_id, with_for_update=True)
-        if run is None or run.state not in (ADMITTED, CREATING):
-            return outcome
-        if run.state == ADMITTED:
-            run.state = CREATING
-            run.attempts += 1
-            run.attempt_stamp = int(now.timestamp())
-            run.started_at = run.started_at or now
-        run.lease_until = now + dt.timedelta(seconds=rt.settings.lease_s)
+    if not _stamp_attempt(rt, run_id):
+        return outcome
     # Step two holds the run's row lock across the create call: a duplicate message for
     # the same run waits here, then finds the recorded image id and does nothing.
     with transaction(rt.sessions) as session:
         run = session.get(Run, run_id, with_for_update=True)
-        if run is None or run.state != CREATING:
+        if run is None or run.state != RunState.CREATING:
             return outcome
         with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
             if run.image_id is None:
                 _create_or_find(rt, session, run, outcome)
-            if run.state == CREATING and run.image_id is not None:
-                run.state = SAVING
-                run.lease_until = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
+            if run.state == RunState.CREATING and run.image_id is not None:
+                move(run, RunState.SAVING)
+                run.next_poll_at = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
     return outcome
+
+
+def _stamp_attempt(rt: Runtime, run_id: int) -> bool:
+    """Step one, committed on its own: the attempt's stamp, which the image's name carries.
+
+    False when the run is no longer one to create (ended, or already past creating).
+    """
+    now = rt.clock()
+    with transaction(rt.sessions) as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        if run is None or run.state not in (RunState.ADMITTED, RunState.CREATING):
+            return False
+        if run.state == RunState.ADMITTED:
+            move(run, RunState.CREATING)
+            run.attempts += 1
+            run.attempt_stamp = int(now.timestamp())
+            run.started_at = run.started_at or now
+        run.lease_until = now + dt.timedelta(seconds=rt.settings.lease_s)
+    return True
 
 
 def _create_or_find(rt: Runtime, session: orm.Session, run: Run, outcome: Outcome) -> None:
@@ -105,22 +110,17 @@ def _create_or_find(rt: Runtime, session: orm.Session, run: Run, outcome: Outcom
         )
         log.info("image requested", extra={"image_id": run.image_id, "image_name": name})
     except ServerNotFound:
-        _end(run, CANCELLED, now, "the server no longer exists")
+        _end(run, RunState.CANCELLED, now, Reason.SERVER_GONE, "the server no longer exists")
         if schedule is not None and schedule.server_gone_at is None:
             schedule.server_gone_at = now
         outcome.freed += 1
         log.warning("server gone; run cancelled and schedule stopped")
     except ServerBusy as error:
-        run.attempts -= 1
-        _back_to_waiting(
-            run,
-            now + dt.timedelta(seconds=rt.settings.busy_retry_s),
-            f"waiting: the server is busy with another image ({error})",
-        )
+        _wait_for_busy_server(rt, run, now, error)
         outcome.freed += 1
         log.info("server busy; run waits", extra={"retry_at": run.not_before.isoformat()})
     except ComputeError as error:
-        _attempt_failed(rt, run, now, f"create failed: {error}", outcome)
+        _attempt_failed(rt, run, now, Reason.CREATE_ERROR, f"create failed: {error}", outcome)
 
 
 def _unrecorded(session: orm.Session, run: Run, image_ids: list[str]) -> list[str]:
@@ -136,14 +136,35 @@ def _unrecorded(session: orm.Session, run: Run, image_ids: list[str]) -> list[st
     return [i for i in image_ids if i not in recorded]
 
 
-def check_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
+def _wait_for_busy_server(rt: Runtime, run: Run, now: dt.datetime, error: ServerBusy) -> None:
+    """A busy server is no attempt: the run waits and tries again, the attempt not counted."""
+    run.attempts -= 1
+    wait_again(
+        run,
+        now + dt.timedelta(seconds=rt.settings.busy_retry_s),
+        Reason.SERVER_BUSY,
+        f"waiting: the server is busy with another image ({error})",
+    )
+    if run.attempts == 0:
+        # No attempt made yet: the run's deadline starts with its first real attempt.
+        run.deadline_at = None
+
+
+# -- poll -----------------------------------------------------------------------------------
+
+
+def poll_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
     """Look at the images of runs that are saving, many per call, and settle the finished."""
     outcome = Outcome()
     with transaction(rt.sessions) as session:
         runs = list(
             session.scalars(
                 sa.select(Run)
-                .where(Run.id.in_(run_ids), Run.tenant_id == tenant_id, Run.state == SAVING)
+                .where(
+                    Run.id.in_(run_ids),
+                    Run.tenant_id == tenant_id,
+                    Run.state == RunState.SAVING,
+                )
                 .with_for_update(skip_locked=True)
             )
         )
@@ -159,29 +180,36 @@ def check_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
         now = rt.clock()
         for run in runs:
             with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
-                image = images.get(run.image_id or "")
-                if image is not None and image.status == ACTIVE:
-                    _end(run, DONE, now, None)
-                    _learn_duration(session, run, now)
-                    outcome.prune.append((run.tenant_id, run.server_id))
-                    outcome.freed += 1
-                    log.info("image active", extra={"image_id": run.image_id})
-                elif image is None or image.status == ERROR:
-                    why = "the image ended in ERROR" if image else "the image disappeared"
-                    _attempt_failed(rt, run, now, why, outcome)
-                elif run.deadline_at is not None and now > run.deadline_at:
-                    _end(
-                        run,
-                        TIMED_OUT,
-                        now,
-                        "timed out: the image did not finish before the run's deadline",
-                    )
-                    outcome.prune.append((run.tenant_id, run.server_id))
-                    outcome.freed += 1
-                    log.warning("run timed out", extra={"image_id": run.image_id})
-                else:
-                    run.lease_until = now + dt.timedelta(seconds=rt.settings.poll_interval_s)
+                _settle(rt, session, run, images.get(run.image_id or ""), now, outcome)
     return outcome
+
+
+def _settle(
+    rt: Runtime,
+    session: orm.Session,
+    run: Run,
+    image: Image | None,
+    now: dt.datetime,
+    outcome: Outcome,
+) -> None:
+    """One polled run: done, a failed attempt, timed out, or polled again later."""
+    if image is not None and image.status == ACTIVE:
+        _end(run, RunState.DONE, now, None, None)
+        _learn_duration(session, run, now)
+        outcome.prune.append((run.tenant_id, run.server_id))
+        outcome.freed += 1
+        log.info("image active", extra={"image_id": run.image_id})
+    elif image is None:
+        _attempt_failed(rt, run, now, Reason.IMAGE_MISSING, "the image disappeared", outcome)
+    elif image.status == ERROR:
+        _attempt_failed(rt, run, now, Reason.IMAGE_ERROR, "the image ended in ERROR", outcome)
+    elif time_out(session, now, Run.id == run.id):
+        metrics.observe_run_end(run, now)
+        outcome.prune.append((run.tenant_id, run.server_id))
+        outcome.freed += 1
+        log.warning("run timed out", extra={"image_id": run.image_id})
+    else:
+        run.next_poll_at = now + dt.timedelta(seconds=rt.settings.poll_interval_s)
 
 
 def prune_server(rt: Runtime, tenant_id: str, server_id: str) -> int:
@@ -209,36 +237,38 @@ def prune_server(rt: Runtime, tenant_id: str, server_id: str) -> int:
     return deleted
 
 
-def _attempt_failed(rt: Runtime, run: Run, now: dt.datetime, why: str, outcome: Outcome) -> None:
+def _attempt_failed(
+    rt: Runtime, run: Run, now: dt.datetime, reason: Reason, why: str, outcome: Outcome
+) -> None:
+    """An attempt failed: retry after a back-off, within the attempts and the run's deadline.
+
+    The n-th retry waits RETRY_DELAY_S times n. A retry may start after the run's usual
+    window, but never past the deadline set at the run's first admission (RUN_TIMEOUT_S):
+    when the next attempt could not start before it, the run fails now.
+    """
     outcome.freed += 1
-    if run.attempts >= rt.settings.retry_attempts:
-        _end(run, FAILED, now, f"{why} (attempt {run.attempts} of {rt.settings.retry_attempts})")
-        outcome.prune.append((run.tenant_id, run.server_id))
-        log.warning("run failed", extra={"error": why, "attempts": run.attempts})
+    attempts, limit = run.attempts, rt.settings.retry_attempts
+    retry_at = now + dt.timedelta(seconds=rt.settings.retry_delay_s * attempts)
+    if attempts < limit and (run.deadline_at is None or retry_at < run.deadline_at):
+        wait_again(run, retry_at, reason, f"{why} (attempt {attempts}); retrying")
+        start_by = max(run.start_by, retry_at + dt.timedelta(seconds=rt.settings.poll_interval_s))
+        run.start_by = start_by if run.deadline_at is None else min(start_by, run.deadline_at)
+        log.warning(
+            "attempt failed; retrying", extra={"error": why, "retry_at": retry_at.isoformat()}
+        )
         return
-    retry_at = now + dt.timedelta(seconds=rt.settings.retry_delay_s * run.attempts)
-    _back_to_waiting(run, retry_at, f"{why} (attempt {run.attempts}); retrying")
-    # A retry may start after the usual window, but not past the run's own deadline.
-    run.start_by = max(run.start_by, retry_at + dt.timedelta(seconds=rt.settings.poll_interval_s))
-    log.warning("attempt failed; retrying", extra={"error": why, "retry_at": retry_at.isoformat()})
+    why = f"{why} (attempt {attempts} of {limit})"
+    if attempts < limit:
+        why += "; no time left before the run's deadline for another"
+    _end(run, RunState.FAILED, now, reason, why)
+    outcome.prune.append((run.tenant_id, run.server_id))
+    log.warning("run failed", extra={"error": why, "attempts": attempts})
 
 
-def _back_to_waiting(run: Run, not_before: dt.datetime, why: str) -> None:
-    run.state = PENDING
-    run.not_before = not_before
-    run.image_id = None
-    run.attempt_stamp = None
-    run.lease_until = None
-    run.deadline_at = None
-    run.error = why
-
-
-def _end(run: Run, state: str, now: dt.datetime, error: str | None) -> None:
-    run.state = state
-    run.finished_at = now
-    run.lease_until = None
-    if error is not None:
-        run.error = error
+def _end(
+    run: Run, state: RunState, now: dt.datetime, reason: Reason | None, error: str | None
+) -> None:
+    end(run, state, now, reason, error)
     metrics.observe_run_end(run, now)
 
 

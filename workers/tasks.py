@@ -1,4 +1,6 @@
-"""The Celery tasks: thin edges that call the scheduler and the run steps, then publish.
+"""The Celery tasks, in the order of a run's life: tick, create, poll, prune (and rebalance).
+
+Thin edges: each calls the scheduler or a run step, then publishes what follows.
 
 Every change is committed before the message that follows from it is published, and every
 task can run twice without doing anything twice.
@@ -15,14 +17,13 @@ from celery import Task
 from kombu.utils.uuid import uuid
 from sqlalchemy import exc
 
-from common import metrics
 from common.db import transaction
-from common.models import CANCELLED, SKIPPED, TIMED_OUT
+from common.runs import RunState
 from common.runtime_settings import inflight_cap
 from scheduler import rebalances
 from scheduler import tick as ticking
 from scheduler.admission import admit_waiting_runs
-from workers import steps
+from workers import metrics, steps
 from workers.celery_app import app
 from workers.runtime import Runtime, runtime
 
@@ -37,10 +38,12 @@ DB_RETRY = {
     "retry_jitter": True,
     "max_retries": None,
 }
+#: Runs one poll message checks: one cloud call a batch instead of one a run.
 POLL_BATCH = 100
-# Messages pipelined to Redis per round trip (kombu's producer batches): several times the
-# rate of one round trip a message, which is what lets a tick dispatch thousands of runs.
+#: Messages pipelined to Redis per round trip (kombu's producer batches), so that a tick can
+#: publish thousands of runs without a round trip each.
 PUBLISH_BATCH = 500
+#: Seconds a tick spends making runs of due schedules before it admits and publishes.
 TICK_BUDGET_S = 20.0
 # A rebalance that finds another one re-planning looks again this much later.
 REBALANCE_BUSY_RETRY_S = 10
@@ -48,16 +51,10 @@ REBALANCE_BUSY_RETRY_S = 10
 
 @app.task(name="si.tick", **DB_RETRY)
 def tick() -> dict:
-    """Due schedules become runs; waiting runs are admitted; lost messages are published."""
+    """Due schedules become runs; late runs end; waiting runs are admitted; lost creates and
+    due polls are published."""
     rt = runtime()
-    started = time.monotonic()
-    made = 0
-    while time.monotonic() - started < TICK_BUDGET_S:
-        with transaction(rt.sessions) as session:
-            batch = ticking.materialize_due_runs(session, rt.clock())
-        made += batch
-        if batch == 0:
-            break
+    made = _make_due_runs(rt)
     now = rt.clock()
     with transaction(rt.sessions) as session:
         skipped = ticking.skip_missed_runs(session, now)
@@ -67,22 +64,27 @@ def tick() -> dict:
         rebalances.trim_finished(session, now, rt.settings.run_history_days)
         ticking.remove_gone_schedules(session, now, rt.settings.server_gone_grace_s)
     # Counted once committed: a tick retried after a rollback finds them again.
-    metrics.count_runs_ended({SKIPPED: skipped, CANCELLED: cancelled, TIMED_OUT: len(timed_out)})
+    metrics.count_runs_ended(
+        {
+            RunState.SKIPPED: skipped,
+            RunState.CANCELLED: cancelled,
+            RunState.TIMED_OUT: len(timed_out),
+        }
+    )
     with transaction(rt.sessions) as session:
-        again = ticking.take_expired_leases(
-            session, rt.clock(), rt.settings.lease_s, rt.settings.poll_interval_s
-        )
+        lost = ticking.lost_creates(session, rt.clock(), rt.settings.lease_s)
+        polls = ticking.due_polls(session, rt.clock(), rt.settings.poll_interval_s)
         lost_rebalances = rebalances.take_lost_jobs(session, rt.clock(), rt.settings.lease_s)
     admitted = admit_and_publish(rt)
     publish_rebalances(lost_rebalances)
-    publish_creates(again.create)
-    publish_polls(again.poll)
+    publish_creates(lost)
+    publish_polls(polls)
     publish_prunes(timed_out)
     summary = {
         "runs_made": made,
         "admitted": len(admitted),
-        "republished": len(again.create),
-        "polls": len(again.poll),
+        "republished": len(lost),
+        "polls": len(polls),
         "timed_out": len(timed_out),
         "rebalances_republished": len(lost_rebalances),
     }
@@ -91,22 +93,36 @@ def tick() -> dict:
     return summary
 
 
+def _make_due_runs(rt: Runtime) -> int:
+    """Due schedules become runs, a committed batch at a time, within the tick's budget."""
+    started = time.monotonic()
+    made = 0
+    while time.monotonic() - started < TICK_BUDGET_S:
+        with transaction(rt.sessions) as session:
+            batch = ticking.materialize_due_runs(session, rt.clock())
+        made += batch
+        if batch == 0:
+            break
+    return made
+
+
 @app.task(name="si.create_image", **DB_RETRY)
 def create_image(run_id: int) -> None:
+    """Create an admitted run's image; a freed place is filled at once."""
     rt = runtime()
-    outcome = steps.start_image(rt, run_id)
-    _follow_up(rt, outcome)
+    _follow_up(rt, steps.create_image(rt, run_id))
 
 
 @app.task(name="si.check_images", **DB_RETRY)
-def check_images(tenant_id: str, run_ids: list[int]) -> None:
+def poll_images(tenant_id: str, run_ids: list[int]) -> None:
+    """Poll a tenant's images in progress; a finished run prunes its server."""
     rt = runtime()
-    outcome = steps.check_images(rt, tenant_id, run_ids)
-    _follow_up(rt, outcome)
+    _follow_up(rt, steps.poll_images(rt, tenant_id, run_ids))
 
 
 @app.task(name="si.prune_server", **DB_RETRY)
 def prune_server(tenant_id: str, server_id: str) -> None:
+    """Apply the server's retention."""
     steps.prune_server(runtime(), tenant_id, server_id)
 
 
@@ -152,7 +168,7 @@ def publish_polls(runs: Iterable[tuple[str, int]]) -> None:
     for tenant_id, run_id in runs:
         by_tenant[tenant_id].append(run_id)
     _publish(
-        check_images,
+        poll_images,
         [
             (tenant_id, ids[start : start + POLL_BATCH])
             for tenant_id, ids in by_tenant.items()
@@ -175,8 +191,8 @@ def _publish(task: Task, argument_lists: list[tuple]) -> None:
     """Publish one message per argument tuple, pipelined to Redis.
 
     Celery's own message building and sending (`app.amqp`), without `apply_async`'s
-    per-call option merging and routing, which cost as much again as the sending itself:
-    the route and the options are worked out once for the whole batch.
+    per-call option merging and routing: the route and the options are worked out once for
+    the whole batch.
     """
     if not argument_lists:
         return

@@ -38,14 +38,8 @@ class Image:
     server_id: str | None
     metadata: dict[str, str]
     created_at: str  # ISO 8601, UTC, "Z"
-
-    @property
-    def is_scheduled(self) -> bool:
-        """Made by this service for its server: the only images retention counts."""
-        return (
-            self.metadata.get(CREATED_BY_KEY) == CREATED_BY_VALUE
-            and self.metadata.get(INSTANCE_UUID_KEY) == self.server_id
-        )
+    # Whether the service made it for a server, and so whether retention may count it, is
+    # the retention rule's to say: common.images.is_scheduled_image_of.
 
 
 class ComputeError(Exception):

@@ -14,7 +14,7 @@ from api.auth import add_token
 from common import migrate
 from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory
-from common.models import DONE
+from common.runs import RunState
 from tests.e2e.conftest import Pipeline
 from tests.support.postgres import OwnPostgres
 from tests.support.processes import free_port, wait_for
@@ -71,6 +71,6 @@ def test_everything_recovers_from_a_database_restart(own_pipeline, tmp_path: Pat
     postgres.start()
     wait_for(lambda: api_status() == 200, 30, "the API to recover")
     runs = pipeline.wait_runs_final(10, timeout=90)
-    assert {r.state for r in runs} == {DONE}, [(r.state, r.error) for r in runs]
+    assert {r.state for r in runs} == {RunState.DONE}, [(r.state, r.error) for r in runs]
     for server in servers:
         assert len(pipeline.images(server)) == 1

@@ -8,7 +8,7 @@ import collections
 import pytest
 import requests
 
-from common.models import DONE
+from common.runs import RunState
 from tests.support.processes import free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def test_daily_and_weekly_schedules_make_their_images(pipeline) -> None:
     pipeline.worker()
     pipeline.beat()
     runs = pipeline.wait_runs_final(2, timeout=60)
-    assert {r.state for r in runs} == {DONE}, [(r.state, r.error) for r in runs]
+    assert {r.state for r in runs} == {RunState.DONE}, [(r.state, r.error) for r in runs]
     by_server = {r.server_id: r for r in runs}
     [daily_image] = pipeline.images(daily)
     [weekly_image] = pipeline.images(weekly)
@@ -81,7 +81,7 @@ def test_worker_killed_while_creating_makes_exactly_one_image(pipeline) -> None:
     pipeline.cloud.set_fault(server, None)
     pipeline.worker()
     [run] = pipeline.wait_runs_final(1, timeout=60)
-    assert run.state == DONE, run.error
+    assert run.state == RunState.DONE, run.error
     images = pipeline.images(server)
     assert len(images) == 1
     assert run.image_id == images[0].id
@@ -97,7 +97,7 @@ def test_worker_killed_while_polling_finishes_the_run(pipeline) -> None:
     first.kill()
     pipeline.worker()
     [run] = pipeline.wait_runs_final(1, timeout=60)
-    assert run.state == DONE, run.error
+    assert run.state == RunState.DONE, run.error
     assert len(pipeline.images(server)) == 1
 
 
@@ -114,7 +114,7 @@ def test_redis_restart_loses_nothing_and_doubles_nothing(pipeline) -> None:
     )
     pipeline.redis.restart()
     runs = pipeline.wait_runs_final(12, timeout=90)
-    assert {r.state for r in runs} == {DONE}, [(r.state, r.error) for r in runs]
+    assert {r.state for r in runs} == {RunState.DONE}, [(r.state, r.error) for r in runs]
     for server in servers:
         assert len(pipeline.images(server)) == 1
 
@@ -193,7 +193,8 @@ def test_cap_holds_across_hundreds_of_runs(pipeline) -> None:
     pipeline.beat(INFLIGHT_CAP="5")
     import sqlalchemy as sa
 
-    from common.models import IN_FLIGHT, Run, SimImage
+    from common.models import Run, SimImage
+    from common.runs import IN_FLIGHT, in_states
 
     peak_runs = peak_images = 0
     done = 0
@@ -204,7 +205,7 @@ def test_cap_holds_across_hundreds_of_runs(pipeline) -> None:
     while done < 200 and time.monotonic() - started < deadline:
         with pipeline.sessions() as session:
             in_flight = session.scalar(
-                sa.select(sa.func.count()).select_from(Run).where(Run.state.in_(IN_FLIGHT))
+                sa.select(sa.func.count()).select_from(Run).where(in_states(IN_FLIGHT))
             )
             in_progress = session.scalar(
                 sa.select(sa.func.count())
@@ -218,7 +219,7 @@ def test_cap_holds_across_hundreds_of_runs(pipeline) -> None:
         peak_images = max(peak_images, in_progress)
         time.sleep(0.05)
     runs = pipeline.wait_runs_final(200, timeout=30)
-    assert {r.state for r in runs} == {DONE}
+    assert {r.state for r in runs} == {RunState.DONE}
     assert peak_runs <= 5
     assert peak_images <= 5
     assert peak_runs == 5  # the cap was used, not just respected
@@ -242,7 +243,7 @@ def test_an_image_that_never_finishes_times_out_and_frees_its_place(pipeline, tm
     by_server = {r.server_id: r for r in runs}
     assert by_server[hanging].state == "timed_out"
     assert "deadline" in by_server[hanging].error
-    assert by_server[healthy].state == DONE
+    assert by_server[healthy].state == RunState.DONE
     assert by_server[healthy].started_at >= by_server[hanging].finished_at
     assert stuck.id == by_server[hanging].id
     # The tick ended the one, a worker step the other: the pool counts both.

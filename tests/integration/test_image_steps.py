@@ -1,5 +1,7 @@
-"""A run's image step against PostgreSQL and the simulated cloud: the image a step adopts as
-made before a restart is never one another run already recorded."""
+"""A run's image steps against PostgreSQL and the simulated cloud (its faults), on an injected
+clock: the image a step adopts as made before a restart is never one another run already
+recorded; and each branch of create and poll (error then retry, final failure, busy server,
+deadline, server gone) ends the run, or sends it back to wait, as its rule says."""
 
 from __future__ import annotations
 
@@ -9,18 +11,20 @@ import pytest
 import sqlalchemy as sa
 
 from common import schedules
+from common.compute.simulated import SimulatedDriver
 from common.db import transaction
-from common.models import CREATING, DONE, SAVING, Run
-from common.runs import request_run
+from common.models import Run, Schedule
+from common.runs import IllegalTransition, Reason, RunState, move, request_run
+from scheduler import tick
 from scheduler.admission import admit_waiting_runs
 from workers.runtime import Runtime
-from workers.steps import start_image
+from workers.steps import Outcome, create_image, poll_images
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 
 
-def _scheduled_server(sessions, cloud) -> str:  # type: ignore[no-untyped-def]
-    [server] = cloud.add_servers("t1", 1, disk_gb=1)
+def _scheduled_server(sessions, cloud, fault: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    [server] = cloud.add_servers("t1", 1, disk_gb=1, fault=fault)
     with transaction(sessions) as session:
         schedules.upsert(
             session,
@@ -47,8 +51,8 @@ def _admitted_run(sessions, server: str) -> int:  # type: ignore[no-untyped-def]
 def _finish(sessions, run_id: int) -> None:  # type: ignore[no-untyped-def]
     with transaction(sessions) as session:
         run = session.get(Run, run_id)
-        assert run is not None and run.state == SAVING
-        run.state, run.finished_at = DONE, NOW
+        assert run is not None and run.state == RunState.SAVING
+        run.state, run.finished_at = RunState.DONE, NOW
 
 
 def test_two_runs_stamped_in_the_same_second_make_two_images(sessions, settings, cloud) -> None:
@@ -58,14 +62,14 @@ def test_two_runs_stamped_in_the_same_second_make_two_images(sessions, settings,
     # The simulated image is done at once, so the server is free for the second run.
     rt = Runtime(settings, sessions, cloud, clock=lambda: NOW + dt.timedelta(hours=1))
     first = _admitted_run(sessions, server)
-    start_image(rt, first)
+    create_image(rt, first)
     _finish(sessions, first)
     second = _admitted_run(sessions, server)
-    start_image(rt, second)
+    create_image(rt, second)
     with sessions() as session:
         runs = {r.id: r for r in session.scalars(sa.select(Run))}
     assert runs[first].attempt_stamp == runs[second].attempt_stamp
-    assert runs[second].state == SAVING
+    assert runs[second].state == RunState.SAVING
     images = cloud.list_server_images("t1", server)
     assert len(images) == 2
     assert {runs[first].image_id, runs[second].image_id} == {i.id for i in images}
@@ -86,14 +90,232 @@ def test_an_image_made_before_a_restart_is_adopted_not_made_again(
 
     cloud.create_image = create_then_die
     with pytest.raises(SystemExit):
-        start_image(rt, run_id)
+        create_image(rt, run_id)
     cloud.create_image = real_create
     with sessions() as session:
         run = session.get(Run, run_id)
-        assert run is not None and run.state == CREATING and run.image_id is None
-    start_image(rt, run_id)
+        assert run is not None and run.state == RunState.CREATING and run.image_id is None
+    create_image(rt, run_id)
     with sessions() as session:
         run = session.get(Run, run_id)
-        assert run is not None and run.state == SAVING
+        assert run is not None and run.state == RunState.SAVING
         assert run.image_id == made[0]
     assert [i.id for i in cloud.list_server_images("t1", server)] == made
+
+
+# -- the branches of create and poll ------------------------------------------------------
+
+
+#: How long after its create call an attempt is polled: the simulated image (1 GB) is done.
+POLL_AFTER = dt.timedelta(seconds=1)
+
+
+class Steps:
+    """One server's run driven through admission, create and poll at chosen times; the
+    simulated cloud runs on the same clock."""
+
+    def __init__(self, sessions, settings, cloud, fault: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        self.now = NOW
+        self.sessions, self.settings = sessions, settings
+        self.cloud = SimulatedDriver(
+            sessions, seconds_per_gb=settings.sim_seconds_per_gb, clock=lambda: self.now
+        )
+        self.server = _scheduled_server(sessions, cloud, fault)
+        with transaction(sessions) as session:
+            self.run_id = request_run(session, "t1", self.server, NOW).id
+
+    def admit(self, at: dt.datetime) -> bool:
+        with transaction(self.sessions) as session:
+            admitted = admit_waiting_runs(
+                session, cap=10, now=at, lease_s=30, run_timeout_s=self.settings.run_timeout_s
+            )
+        return admitted == [self.run_id]
+
+    def create(self, at: dt.datetime) -> Outcome:
+        return create_image(self._runtime(at), self.run_id)
+
+    def poll(self, at: dt.datetime) -> Outcome:
+        return poll_images(self._runtime(at), "t1", [self.run_id])
+
+    def attempt(self, at: dt.datetime) -> Outcome:
+        """Admit and create at `at`, poll POLL_AFTER later: one whole attempt."""
+        assert self.admit(at)
+        self.create(at)
+        return self.poll(at + POLL_AFTER)
+
+    def run(self) -> Run:
+        with self.sessions() as session:
+            run = session.get(Run, self.run_id)
+            assert run is not None
+            return run
+
+    def _runtime(self, at: dt.datetime) -> Runtime:
+        self.now = at
+        return Runtime(self.settings, self.sessions, self.cloud, clock=lambda: at)
+
+
+def _seconds(value: float) -> dt.timedelta:
+    return dt.timedelta(seconds=value)
+
+
+def test_a_failed_image_waits_a_longer_back_off_before_each_retry(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_error")
+    first = steps.attempt(NOW)
+    run = steps.run()
+    assert (run.state, run.attempts, run.reason) == (RunState.PENDING, 1, Reason.IMAGE_ERROR)
+    assert run.not_before == NOW + POLL_AFTER + _seconds(settings.retry_delay_s)
+    assert run.image_id is None and "retrying" in run.error
+    assert first.freed == 1 and first.prune == []  # its place is freed; nothing to prune yet
+    assert not steps.admit(run.not_before - _seconds(1))  # not before the back-off
+    second_at = run.not_before
+    steps.attempt(second_at)
+    run = steps.run()
+    assert (run.state, run.attempts) == (RunState.PENDING, 2)
+    assert run.not_before == second_at + POLL_AFTER + _seconds(2 * settings.retry_delay_s)
+
+
+def test_the_last_failed_attempt_fails_the_run_with_its_reason(sessions, settings, cloud) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_error")
+    at = NOW
+    for _ in range(settings.retry_attempts - 1):
+        steps.attempt(at)
+        at = steps.run().not_before
+    outcome = steps.attempt(at)
+    run = steps.run()
+    assert (run.state, run.reason) == (RunState.FAILED, Reason.IMAGE_ERROR)
+    assert run.attempts == settings.retry_attempts
+    assert f"(attempt {run.attempts} of {settings.retry_attempts})" in run.error
+    assert run.finished_at == at + POLL_AFTER
+    assert outcome.prune == [("t1", steps.server)] and outcome.freed == 1
+    # One image per attempt, left in the cloud for inspection.
+    assert len(cloud.list_server_images("t1", steps.server)) == settings.retry_attempts
+
+
+def test_a_create_error_is_an_attempt_retried_like_an_image_error(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="create_error")
+    assert steps.admit(NOW)
+    outcome = steps.create(NOW)
+    run = steps.run()
+    assert (run.state, run.attempts, run.reason) == (RunState.PENDING, 1, Reason.CREATE_ERROR)
+    assert run.error.startswith("create failed:")
+    assert outcome.freed == 1
+    assert cloud.list_server_images("t1", steps.server) == []
+
+
+def test_a_busy_server_is_no_attempt_the_run_waits_and_keeps_no_deadline(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="busy")
+    assert steps.admit(NOW)
+    outcome = steps.create(NOW)
+    run = steps.run()
+    assert (run.state, run.attempts, run.reason) == (RunState.PENDING, 0, Reason.SERVER_BUSY)
+    assert run.not_before == NOW + _seconds(settings.busy_retry_s)
+    assert run.deadline_at is None and run.image_id is None
+    assert outcome.freed == 1 and outcome.prune == []
+    # Skipped after its window, it still says the busy server is why.
+    with transaction(sessions) as session:
+        assert tick.skip_missed_runs(session, run.start_by + _seconds(1)) == 1
+    run = steps.run()
+    assert (run.state, run.reason) == (RunState.SKIPPED, Reason.SERVER_BUSY)
+
+
+def test_an_image_still_saving_is_polled_again_until_the_deadline(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_hang")
+    assert steps.admit(NOW)
+    steps.create(NOW)
+    deadline = steps.run().deadline_at
+    assert deadline == NOW + _seconds(settings.run_timeout_s)
+    at = deadline - _seconds(1)
+    assert steps.poll(at) == Outcome()
+    run = steps.run()
+    assert run.state == RunState.SAVING
+    assert run.next_poll_at == at + _seconds(settings.poll_interval_s)
+
+
+def test_a_poll_past_the_deadline_times_the_run_out_and_frees_its_place(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_hang")
+    assert steps.admit(NOW)
+    steps.create(NOW)
+    late = steps.run().deadline_at + _seconds(1)
+    outcome = steps.poll(late)
+    run = steps.run()
+    assert (run.state, run.reason) == (RunState.TIMED_OUT, Reason.TIMED_OUT)
+    assert "deadline" in run.error and run.finished_at == late and run.next_poll_at is None
+    assert outcome.freed == 1 and outcome.prune == [("t1", steps.server)]
+
+
+def test_the_tick_times_out_a_late_run_as_a_poll_does(sessions, settings, cloud) -> None:
+    by_poll = Steps(sessions, settings, cloud, fault="image_hang")
+    by_tick = Steps(sessions, settings, cloud, fault="image_hang")
+    with transaction(sessions) as session:
+        admitted = admit_waiting_runs(session, 10, NOW, 30, settings.run_timeout_s)
+    assert sorted(admitted) == [by_poll.run_id, by_tick.run_id]
+    by_poll.create(NOW)
+    by_tick.create(NOW)
+    late = NOW + _seconds(settings.run_timeout_s + 1)
+    by_poll.poll(late)
+    with transaction(sessions) as session:
+        assert tick.time_out_runs(session, late) == [("t1", by_tick.server)]
+    polled, ticked = by_poll.run(), by_tick.run()
+    fields = ("state", "reason", "error", "finished_at", "lease_until")
+    assert [getattr(ticked, f) for f in fields] == [getattr(polled, f) for f in fields]
+
+
+def test_a_retry_keeps_its_first_deadline_and_never_starts_past_it(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_error")
+    steps.attempt(NOW)
+    run = steps.run()
+    deadline = NOW + _seconds(settings.run_timeout_s)
+    assert run.deadline_at == deadline and run.start_by <= deadline
+    assert steps.admit(run.not_before)
+    assert steps.run().deadline_at == deadline
+
+
+def test_a_failed_attempt_with_no_time_for_a_retry_fails_the_run_now(
+    sessions, settings, cloud
+) -> None:
+    steps = Steps(sessions, settings, cloud, fault="image_error")
+    assert steps.admit(NOW)
+    steps.create(NOW)
+    # The back-off would end past the deadline: no later attempt could start in time.
+    at = NOW + _seconds(settings.run_timeout_s - settings.retry_delay_s)
+    outcome = steps.poll(at)
+    run = steps.run()
+    assert (run.state, run.reason, run.attempts) == (RunState.FAILED, Reason.IMAGE_ERROR, 1)
+    assert "deadline" in run.error
+    assert outcome.prune == [("t1", steps.server)]
+
+
+def test_a_server_gone_cancels_the_run_and_stops_its_schedule(sessions, settings, cloud) -> None:
+    steps = Steps(sessions, settings, cloud)
+    cloud.remove_server(steps.server)
+    assert steps.admit(NOW)
+    outcome = steps.create(NOW)
+    run = steps.run()
+    assert (run.state, run.reason) == (RunState.CANCELLED, Reason.SERVER_GONE)
+    assert outcome.freed == 1
+    with sessions() as session:
+        schedule = session.get(Schedule, run.schedule_id)
+        assert schedule is not None and schedule.server_gone_at == NOW
+
+
+def test_a_finished_run_never_changes_state_again(sessions, settings, cloud) -> None:
+    steps = Steps(sessions, settings, cloud)
+    steps.attempt(NOW + dt.timedelta(hours=1))
+    with transaction(sessions) as session:
+        run = session.get(Run, steps.run_id)
+        assert run is not None and run.state == RunState.DONE
+        for state in RunState:
+            with pytest.raises(IllegalTransition):
+                move(run, state)

@@ -8,15 +8,21 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from common import schedules
 from common.db import transaction
-from common.metrics import ServiceCollector
 from common.models import Run
 from common.runtime_settings import set_inflight_cap
 from scheduler import rebalances
+from workers.metrics import ServiceCollector
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
 
-def _run(server: str, state: str, error: str | None = None, waited_s: float = 0) -> Run:
+def _run(
+    server: str,
+    state: str,
+    error: str | None = None,
+    waited_s: float = 0,
+    reason: str | None = None,
+) -> Run:
     at = NOW - dt.timedelta(seconds=waited_s)
     return Run(
         tenant_id="t",
@@ -28,6 +34,7 @@ def _run(server: str, state: str, error: str | None = None, waited_s: float = 0)
         state=state,
         attempts=1,
         error=error,
+        reason=reason,
         created_at=at,
         not_before=at,
         start_by=at + dt.timedelta(days=1),
@@ -54,8 +61,9 @@ def test_collector_reads_runs_cap_waits_failures_planned_peak_and_jobs(sessions)
                 _run("b", "pending", waited_s=30),
                 _run("c", "saving"),
                 _run("d", "done"),
-                _run("e", "failed", "create failed: 500 (attempt 3 of 3)"),
-                _run("f", "timed_out", "timed out: the image did not finish"),
+                _run("e", "failed", "create failed: 500 (attempt 3 of 3)", reason="create_error"),
+                _run("f", "timed_out", "timed out: the image did not finish", reason="timeout"),
+                _run("h", "cancelled", "cancelled by an operator"),  # no code: ended by hand
             ]
         )
         set_inflight_cap(session, 7)
@@ -69,6 +77,7 @@ def test_collector_reads_runs_cap_waits_failures_planned_peak_and_jobs(sessions)
     assert "si_oldest_waiting_run_age_seconds 90.0" in text
     assert 'si_runs_failed{reason="create_error",state="failed"} 1.0' in text
     assert 'si_runs_failed{reason="timeout",state="timed_out"} 1.0' in text
+    assert 'si_runs_failed{reason="other",state="cancelled"} 1.0' in text
     assert "si_planned_peak_in_flight 3.0" in text
     assert 'si_rebalances{state="queued"} 1.0' in text
     assert 'si_rebalances{state="failed"} 0.0' in text

@@ -22,6 +22,7 @@ from common.compute.base import (
     ServerNotFound,
 )
 from common.compute.openstack import IDS_PER_LIST_CALL, OpenStackDriver
+from common.images import is_scheduled_image_of
 from tests.standins.openstack_cloud import ManualClock, OpenStackCloud
 
 
@@ -122,7 +123,7 @@ def test_create_image_goes_queued_saving_active(cloud, driver, tenant, clock):
     assert "2.45" in action[0].headers.get("Openstack-Api-Version", "")
     image = driver.get_image(tenant, image_id)
     assert (image.name, image.status, image.server_id) == ("Daily-web-1-1", QUEUED, server_id)
-    assert image.is_scheduled
+    assert is_scheduled_image_of(image, server_id)
     assert driver.get_server(tenant, server_id).image_in_progress is True
     clock.advance(10)
     assert driver.get_image(tenant, image_id).status == SAVING
@@ -246,7 +247,7 @@ def test_get_image_gives_properties_as_strings_and_utc_time(cloud, driver, tenan
         "instance_uuid": server_id,
         "image_type": "snapshot",
     }
-    assert not image.is_scheduled
+    assert not is_scheduled_image_of(image, server_id)
 
 
 @pytest.mark.parametrize(
@@ -360,7 +361,8 @@ def test_list_server_images_includes_manual_ones_and_nothing_else(
     images = {image.id: image for image in driver.list_server_images(tenant, server_id)}
 
     assert set(images) == {scheduled, manual}
-    assert images[scheduled].is_scheduled and not images[manual].is_scheduled
+    assert is_scheduled_image_of(images[scheduled], server_id)
+    assert not is_scheduled_image_of(images[manual], server_id)
     lists = [r for r in cloud.requests if r.service == "glance" and r.path.endswith("/images")]
     assert lists[-1].query["instance_uuid"] == server_id
     # No owner filter: a snapshot stranded in the service's own project must be found too;

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from common import schedules
 from common.db import transaction
-from common.models import IN_FLIGHT, Run, Schedule
-from common.runs import request_run
+from common.models import Run, Schedule
+from common.runs import IN_FLIGHT, request_run
 from scheduler import tick
 from scheduler.admission import admit_waiting_runs, in_flight_count
 
@@ -139,25 +139,24 @@ def test_a_server_never_gets_two_runs_in_flight(sessions) -> None:
         assert admit_waiting_runs(session, 10, NOW, 60, 3600) == []
 
 
-def test_expired_leases_are_published_again(sessions) -> None:
+def test_lost_creates_and_due_polls_are_published_again(sessions) -> None:
     enable(sessions, "s1", next_run=NOW - dt.timedelta(minutes=1))
     enable(sessions, "s2", next_run=NOW - dt.timedelta(minutes=1))
     with transaction(sessions) as session:
         tick.materialize_due_runs(session, NOW)
         admit_waiting_runs(session, 10, NOW, 60, 3600)
         session.execute(sa.update(Run).where(Run.server_id == "s2").values(state="saving"))
-    with transaction(sessions) as session:
-        early = tick.take_expired_leases(session, NOW + dt.timedelta(seconds=30), 60, 10)
-    assert early.create == [] and early.poll == []
-    with transaction(sessions) as session:
-        late = tick.take_expired_leases(session, NOW + dt.timedelta(seconds=61), 60, 10)
+
+    def take(at: dt.datetime) -> tuple[list[int], list[tuple[str, int]]]:
+        with transaction(sessions) as session:
+            return tick.lost_creates(session, at, 60), tick.due_polls(session, at, 10)
+
+    assert take(NOW + dt.timedelta(seconds=30)) == ([], [])
+    late = take(NOW + dt.timedelta(seconds=61))
     runs = {r.server_id: r for r in all_runs(sessions)}
-    assert late.create == [runs["s1"].id]
-    assert late.poll == [("t1", runs["s2"].id)]
+    assert late == ([runs["s1"].id], [("t1", runs["s2"].id)])
     # Taken leases are renewed: the next tick does not publish them again at once.
-    with transaction(sessions) as session:
-        again = tick.take_expired_leases(session, NOW + dt.timedelta(seconds=62), 60, 10)
-    assert again.create == [] and again.poll == []
+    assert take(NOW + dt.timedelta(seconds=62)) == ([], [])
 
 
 def test_runs_past_their_period_are_skipped_with_a_reason(sessions) -> None:

@@ -1,4 +1,4 @@
-"""The metrics helpers that need no server: failure reasons, broker URLs, Flower's password."""
+"""The metrics helpers that need no server: broker URLs, queue lengths, Flower's password."""
 
 from __future__ import annotations
 
@@ -10,24 +10,6 @@ import pytest
 from common import metrics
 from common.settings import Settings
 from workers.flower_cli import flower_basic_auth
-
-
-@pytest.mark.parametrize(
-    "state, error, reason",
-    [
-        ("failed", "create failed: boom (attempt 3 of 3)", "create_error"),
-        ("failed", "the image ended in ERROR (attempt 3 of 3)", "image_error"),
-        ("failed", "the image disappeared (attempt 3 of 3)", "image_missing"),
-        ("timed_out", "timed out: the image did not finish before the run's deadline", "timeout"),
-        ("cancelled", "the server no longer exists", "server_gone"),
-        ("cancelled", None, "cancelled"),
-        ("skipped", "waiting: the server is busy with another image", "busy"),
-        ("skipped", None, "missed_window"),
-        ("failed", None, "other"),
-    ],
-)
-def test_failure_reasons_are_a_few_bounded_labels(state: str, error: str, reason: str) -> None:
-    assert metrics.failure_reason(state, error) == reason
 
 
 def test_a_kombu_socket_url_becomes_a_unix_socket_client() -> None:
