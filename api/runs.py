@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -14,7 +13,6 @@ from common import runs
 from common.clock import iso_z, iso_z_or_none
 from common.db import transaction
 from common.models import Run
-from common.runs import FINAL, in_order
 
 blp = Blueprint(
     "runs",
@@ -60,19 +58,8 @@ class ServerRuns(MethodView):
         Asking again while such a run has not finished answers that same run.
         """
         with transaction(sessions()) as session:
-            waiting = session.scalar(
-                sa.select(Run)
-                .where(
-                    Run.tenant_id == tenant_id,
-                    Run.server_id == server_id,
-                    Run.trigger == "manual",
-                    Run.state.not_in(in_order(FINAL)),
-                )
-                .order_by(Run.id.desc())
-                .limit(1)
-            )
             try:
-                run = waiting or runs.request_run(session, tenant_id, server_id, now())
+                run = runs.request_run(session, tenant_id, server_id, now())
             except runs.NoSchedule:
                 run = None
         if run is None:

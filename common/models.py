@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql
 
-from common.run_state import IN_FLIGHT, RUN_STATES, RunState, in_order
+from common.run_state import IN_FLIGHT, OPEN, RUN_STATES, RunState, in_order
 
 
 class Base(orm.DeclarativeBase):
@@ -194,6 +194,18 @@ class Run(Base):
             unique=True,
             postgresql_where=sa.text(
                 "state IN (" + ", ".join(f"'{s}'" for s in in_order(IN_FLIGHT)) + ")"
+            ),
+        ),
+        # And "at most one run-now per server that has not ended": asking again while it waits
+        # or runs answers that run, however many ask at once.
+        sa.Index(
+            "uq_runs_server_open_manual",
+            "server_id",
+            unique=True,
+            postgresql_where=sa.text(
+                "trigger = 'manual' AND state IN ("
+                + ", ".join(f"'{s}'" for s in in_order(OPEN))
+                + ")"
             ),
         ),
         sa.Index("ix_runs_state_not_before", "state", "not_before"),

@@ -39,6 +39,8 @@ IN_FLIGHT = frozenset({RunState.ADMITTED, RunState.CREATING, RunState.SAVING})
 FINAL = frozenset(
     {RunState.DONE, RunState.FAILED, RunState.TIMED_OUT, RunState.SKIPPED, RunState.CANCELLED}
 )
+#: States of a run that has not ended: waiting or in flight.
+OPEN = frozenset({RunState.PENDING}) | IN_FLIGHT
 #: Every stored value, in the order of the enum (the API lists them so).
 RUN_STATES = tuple(state.value for state in RunState)
 

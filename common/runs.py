@@ -22,6 +22,7 @@ from common.models import Run, Schedule
 from common.run_state import (
     FINAL,
     IN_FLIGHT,
+    OPEN,
     RUN_STATES,
     TRANSITIONS,
     Reason,
@@ -33,6 +34,7 @@ from common.run_state import (
 __all__ = [
     "FINAL",
     "IN_FLIGHT",
+    "OPEN",
     "RUN_STATES",
     "TRANSITIONS",
     "Reason",
@@ -89,14 +91,18 @@ _MAKE_RUNS = sa.text(
                 CAST(:start_by AS timestamptz[]))
          AS new(schedule_id, tenant_id, server_id, trigger, period, weekly, scheduled_for,
                 not_before, start_by)
-    ON CONFLICT (server_id, period) WHERE trigger = 'schedule' DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING id
     """
 )
 
 
 def make_runs(session: orm.Session, runs: Sequence[NewRun], now: dt.datetime) -> list[int]:
-    """Insert the runs PENDING, one statement for all; returns the ids of those made."""
+    """Insert the runs PENDING, one statement for all; returns the ids of those made.
+
+    A run that would break one of the database's rules (one scheduled run per server and
+    period, one open run-now per server) is not made, however many processes insert at once.
+    """
     if not runs:
         return []
     columns = {
@@ -114,8 +120,24 @@ def make_runs(session: orm.Session, runs: Sequence[NewRun], now: dt.datetime) ->
     return list(made.scalars())
 
 
+def open_manual_run(session: orm.Session, tenant_id: str, server_id: str) -> Run | None:
+    """The server's run-now that has not ended, if there is one (the database allows one)."""
+    return session.scalar(
+        sa.select(Run).where(
+            Run.tenant_id == tenant_id,
+            Run.server_id == server_id,
+            Run.trigger == "manual",
+            in_states(OPEN),
+        )
+    )
+
+
 def request_run(session: orm.Session, tenant_id: str, server_id: str, now: dt.datetime) -> Run:
-    """A run of the server's schedule now, once; it waits its turn under the cap."""
+    """A run of the server's schedule now, once: while one has not ended, asking again
+    answers that one. It waits its turn under the cap."""
+    waiting = open_manual_run(session, tenant_id, server_id)
+    if waiting is not None:
+        return waiting
     schedule = session.scalar(
         sa.select(Schedule).where(Schedule.server_id == server_id, Schedule.tenant_id == tenant_id)
     )
@@ -132,9 +154,12 @@ def request_run(session: orm.Session, tenant_id: str, server_id: str, now: dt.da
         not_before=now,
         start_by=now + MANUAL_START_WITHIN,
     )
-    [run_id] = make_runs(session, [new], now)
-    run = session.get(Run, run_id)
-    assert run is not None
+    made = make_runs(session, [new], now)
+    # Nothing made: a request in parallel made the run first, and committed it before this
+    # statement could see it; that run is the answer to both.
+    run = session.get(Run, made[0]) if made else open_manual_run(session, tenant_id, server_id)
+    if run is None:
+        raise RuntimeError(f"run-now of {server_id}: neither made nor found")
     return run
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+import requests
+import sqlalchemy as sa
 
 from common.db import transaction
 from common.models import Run
@@ -55,6 +60,49 @@ def test_run_now_is_queued_once_and_listed(alice, server_a, sessions) -> None:
         "attempts",
         "error",
     }
+
+
+def test_parallel_run_nows_make_one_run(alice, server_a, sessions) -> None:  # type: ignore[no-untyped-def]
+    alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
+    barrier = threading.Barrier(16)
+
+    def ask() -> requests.Response:
+        barrier.wait(5)
+        return alice.request("POST", runs_url(alice, server_a))
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: ask(), range(16)))
+
+    assert [a.status_code for a in answers] == [202] * 16
+    assert len({a.json()["run"]["id"] for a in answers}) == 1
+    with sessions() as session:
+        made = session.scalar(
+            sa.select(sa.func.count()).select_from(Run).where(Run.server_id == server_a)
+        )
+    assert made == 1
+
+
+def test_the_database_refuses_a_second_open_run_now(alice, server_a, sessions) -> None:  # type: ignore[no-untyped-def]
+    alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
+    first = alice.request("POST", runs_url(alice, server_a)).json()["run"]
+    with sessions() as session, pytest.raises(sa.exc.IntegrityError):
+        session.execute(
+            sa.text(
+                "INSERT INTO runs (tenant_id, server_id, trigger, period, weekly, scheduled_for,"
+                " state, attempts, created_at, not_before, start_by) VALUES ('tenant-a',"
+                " :server, 'manual', '2026-12-01', false, now(), 'pending', 0, now(), now(),"
+                " now())"
+            ),
+            {"server": server_a},
+        )
+    # Once it has ended, a new one may be asked for.
+    with sessions.begin() as session:
+        session.execute(
+            sa.text("UPDATE runs SET state = 'cancelled', finished_at = now() WHERE id = :id"),
+            {"id": first["id"]},
+        )
+    again = alice.request("POST", runs_url(alice, server_a)).json()["run"]
+    assert again["id"] != first["id"]
 
 
 def test_runs_paginate_newest_first(alice, server_a, sessions) -> None:
