@@ -85,8 +85,14 @@ class Runs(MethodView):
             query = query.where(Run.id < args["marker"])
         with sessions()() as session:
             rows = list(session.scalars(query.order_by(Run.id.desc()).limit(args["limit"])))
-        items = [{"tenant_id": r.tenant_id, "server_id": r.server_id, **run_body(r)} for r in rows]
+        items = [_admin_run_body(r) for r in rows]
         return page("runs", items, args["limit"], last(rows, "id"))
+
+
+def _admin_run_body(run: Run) -> dict:
+    """A run as operators see it: whose it is, and the full error text with its reason."""
+    body = {"tenant_id": run.tenant_id, "server_id": run.server_id, **run_body(run)}
+    return {**body, "error": run.error, "reason": run.reason}
 
 
 @blp.route("/runs/summary")

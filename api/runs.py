@@ -32,7 +32,9 @@ def run_body(run: Run) -> dict:
         "state": run.state,
         "image_id": run.image_id,
         "attempts": run.attempts,
-        "error": run.error,
+        # The tenant's view: a reason and a sentence, never the cloud's own text, which can
+        # name its internal endpoints. Operators read the full text through /admin/v1.
+        "error": runs.tenant_error(run.reason, run.error),
     }
 
 

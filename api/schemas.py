@@ -145,7 +145,13 @@ class RunOut(ma.Schema):
     )
     image_id = fields.String(allow_none=True)
     attempts = fields.Integer(required=True)
-    error = fields.String(allow_none=True)
+    error = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "`<reason>: <what happened>`, e.g. `create_error: the cloud "
+            "answered 500`."
+        },
+    )
 
 
 class RunsResponse(ma.Schema):
@@ -192,6 +198,13 @@ class CapOut(ma.Schema):
 class AdminRunOut(RunOut):
     tenant_id = fields.String(required=True)
     server_id = fields.String(required=True)
+    error = fields.String(
+        allow_none=True, metadata={"description": "The full text, as the cloud answered it."}
+    )
+    reason = fields.String(
+        allow_none=True,
+        metadata={"description": "Why the run ended without an image, or waits again."},
+    )
 
 
 class AdminRunsResponse(ma.Schema):

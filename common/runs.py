@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -118,6 +119,36 @@ def make_runs(session: orm.Session, runs: Sequence[NewRun], now: dt.datetime) ->
     }
     made = session.execute(_MAKE_RUNS, {**columns, "pending": RunState.PENDING.value, "now": now})
     return list(made.scalars())
+
+
+#: What a tenant reads of a run's error: a fixed sentence per reason. The full text, which can
+#: name the cloud's internal endpoints, is for operators (/admin/v1).
+TENANT_ERRORS: dict[Reason, str] = {
+    Reason.CREATE_ERROR: "the cloud did not accept the image request",
+    Reason.IMAGE_ERROR: "the image ended in ERROR",
+    Reason.IMAGE_MISSING: "the image disappeared while it was being made",
+    Reason.TIMED_OUT: "the image did not finish before the run's deadline",
+    Reason.SERVER_GONE: "the server no longer exists",
+    Reason.SCHEDULE_DISABLED: "the schedule was disabled",
+    Reason.SERVER_BUSY: "the server was busy with another image",
+    Reason.MISSED_WINDOW: "no place was free before the run's period ended",
+}
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+
+
+def tenant_error(reason: str | None, error: str | None) -> str | None:
+    """A run's error as its tenant sees it: `<reason>: <sentence>`, and for a create the
+    cloud refused, the status it answered; never the cloud's own text."""
+    if error is None:
+        return None
+    if reason not in Reason.__members__.values():
+        return "error: the run did not complete"
+    code = Reason(reason)
+    sentence = TENANT_ERRORS[code]
+    status = _HTTP_STATUS.search(error) if code is Reason.CREATE_ERROR else None
+    if status is not None:
+        sentence = f"the cloud answered {status.group(1)}"
+    return f"{code.value}: {sentence}"
 
 
 def open_manual_run(session: orm.Session, tenant_id: str, server_id: str) -> Run | None:

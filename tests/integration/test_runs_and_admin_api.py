@@ -105,6 +105,29 @@ def test_the_database_refuses_a_second_open_run_now(alice, server_a, sessions) -
     assert again["id"] != first["id"]
 
 
+def test_tenants_see_a_short_reason_and_operators_the_full_text(alice, server_a, sessions) -> None:  # type: ignore[no-untyped-def]
+    alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
+    run_id = alice.request("POST", runs_url(alice, server_a)).json()["run"]["id"]
+    internal = (
+        "create failed: server x: HTTP 500: Internal Server Error from "
+        "http://10.20.30.40:8774/v2.1/servers/x/action (attempt 3 of 3)"
+    )
+    with sessions.begin() as session:
+        session.execute(
+            sa.text(
+                "UPDATE runs SET state = 'failed', reason = 'create_error', error = :error,"
+                " finished_at = now() WHERE id = :id"
+            ),
+            {"error": internal, "id": run_id},
+        )
+
+    [seen] = alice.request("GET", runs_url(alice, server_a)).json()["runs"]
+    assert seen["error"] == "create_error: the cloud answered 500"
+    root = alice.as_token("root", "operators")
+    [full] = root.request("GET", root.url("/admin/v1/runs?state=failed")).json()["runs"]
+    assert full["error"] == internal and full["reason"] == "create_error"
+
+
 def test_runs_paginate_newest_first(alice, server_a, sessions) -> None:
     alice.post_schedule(server_a, {"image_schedule": {"retention": 2}})
     ids = []
