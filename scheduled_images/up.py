@@ -251,7 +251,8 @@ def _run(
     base = f"http://{host}:{port}"
     flower_port = flower_port or settings.flower_port
 
-    api = supervisor.start("api", cli_argv("api", "--host", host, "--port", str(port)), env)
+    api_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(settings.state_dir / "prometheus" / "api")}
+    api = supervisor.start("api", cli_argv("api", "--host", host, "--port", str(port)), api_env)
     metrics = [f"http://{host}:{metrics_base_port}/metrics"]
     supervisor.start("beat", cli_argv("beat"), {**env, "METRICS_PORT": str(metrics_base_port)})
     for offset, (queue, concurrency) in enumerate(POOLS, start=1):
