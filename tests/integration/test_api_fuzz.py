@@ -26,6 +26,7 @@ TENANT = "tenant-a"
 SCHEDULE = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule"
 SCHEDULES = "/v2/{tenant_id}/rax-si-image-schedules"
 RUNS = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/runs"
+IMAGES = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/images"
 PROBES = ["/healthz", "/readyz", "/metrics"]
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Negative cases only where there is a body or a query to spoil: the token is fixed and
@@ -40,6 +41,7 @@ FUZZED = [
     ("GET", RUNS, POSITIVE),
     ("GET", RUNS, NEGATIVE),
     ("POST", RUNS, POSITIVE),
+    ("GET", IMAGES, POSITIVE),
     ("GET", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", NEGATIVE),
