@@ -86,7 +86,9 @@ def test_verdicts_explain_the_prune_exactly(alice, server, cloud, sessions, sett
     s3 = past.scheduled()
     h0 = past.scheduled(fault="image_hang")  # still in progress
     [sibling] = cloud.add_servers(TENANT, 1, disk_gb=1)
-    sibling_images = [PastCloud(sessions, settings, sibling).scheduled() for _ in range(3)]
+    # One clock for the sibling's images, an hour apart, so each is done before the next.
+    sibling_cloud = PastCloud(sessions, settings, sibling)
+    sibling_images = [sibling_cloud.scheduled() for _ in range(3)]
     expected = [
         (h0, True, "keep", "not_active"),
         (s3, True, "keep", "newest"),
