@@ -121,7 +121,7 @@ def queue_lengths(broker_url: str, queues: Iterable[str]) -> dict[str, int]:
 
 def planned_peak(session: orm.Session) -> float:
     """The highest number of images the plan puts in flight at any minute of the week."""
-    from scheduler.load_profile import LoadProfile
+    from scheduler.planning.load_profile import LoadProfile
 
     rows = session.execute(
         sa.select(Schedule.day_of_week, Schedule.slot_s, Schedule.expected_duration_s).where(

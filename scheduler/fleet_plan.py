@@ -15,9 +15,9 @@ from sqlalchemy import orm
 
 from common.models import Schedule
 from common.slots import next_run_at
-from scheduler.load_profile import DAILY, LoadProfile
-from scheduler.lower_bound import lower_bound
-from scheduler.planner import rebalance
+from scheduler.planning.load_profile import DAILY, LoadProfile
+from scheduler.planning.lower_bound import lower_bound
+from scheduler.planning.planner import rebalance
 
 # How stale a process's picture of the planned load may get before it is read again. Other
 # processes place schedules too; a placement on a slightly stale picture only makes the next

@@ -15,8 +15,8 @@ import click
 import numpy as np
 
 from common.days import DAY_NAMES, day_number
-from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS
-from scheduler.planner import PlanResult, rebalance
+from scheduler.planning.load_profile import DAILY, DAY_BINS, WEEK_BINS
+from scheduler.planning.planner import PlanResult, rebalance
 from scheduler.planning_report import PlanningReport
 
 FLEET_COLUMNS = ("server_id", "tenant_id", "day_of_week", "expected_duration_s")
@@ -198,7 +198,7 @@ def plot_load(path: Path, fleet: Fleet, plan: PlanResult) -> None:
 
 
 def _load_of(fleet: Fleet, plan: PlanResult, mask: np.ndarray) -> np.ndarray:
-    from scheduler.planner import planned_load
+    from scheduler.planning.planner import planned_load
 
     return planned_load(fleet.day_of_week[mask], fleet.duration_s[mask], plan.slot_s[mask])
 

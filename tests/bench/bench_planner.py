@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.load_profile import BIN_S, DAILY, DAY_BINS, LoadProfile
-from scheduler.lower_bound import lower_bound
-from scheduler.planner import on_day_share, planned_load, rebalance
+from scheduler.planning.load_profile import BIN_S, DAILY, DAY_BINS, LoadProfile
+from scheduler.planning.lower_bound import lower_bound
+from scheduler.planning.planner import on_day_share, planned_load, rebalance
 
 # Weekly schedules per day, Monday first: a third on Sunday, Saturday next, as users pick.
 DAY_WEIGHTS = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])

@@ -9,7 +9,7 @@ import numpy as np
 from common import schedules
 from common.db import transaction
 from common.slots import in_window
-from scheduler.load_profile import DAILY
+from scheduler.planning.load_profile import DAILY
 
 
 def skewed_fleet(size: int, seed: int = 1):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.slots import DAY_S, SPILL_S, WEEK_S
-from scheduler.hourly_relaxation import (
+from scheduler.planning.hourly_relaxation import (
     CLASS_RATIO,
     _system,
     length_classes,
@@ -17,9 +17,9 @@ from scheduler.hourly_relaxation import (
     relaxed_bound,
     whole_lengths_bound,
 )
-from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS, duration_bins
-from scheduler.lower_bound import lower_bound
-from scheduler.planner import planned_load, rebalance
+from scheduler.planning.load_profile import DAILY, DAY_BINS, WEEK_BINS, duration_bins
+from scheduler.planning.lower_bound import lower_bound
+from scheduler.planning.planner import planned_load, rebalance
 
 
 def test_length_classes_round_down_by_at_most_the_class_ratio() -> None:

@@ -8,11 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from scheduler.load_profile import DAY_BINS, WEEK_BINS, duration_bins
-from scheduler.lower_bound import lower_bound
-from scheduler.lp_guided import _Covering, lower_peak, raise_on_day_share, realise
-from scheduler.on_day_limit import StartGrid, on_day_limit
-from scheduler.planner import FINE_GRID, _pull_onto_days, on_day_share, planned_load, rebalance
+from scheduler.planning.load_profile import DAY_BINS, WEEK_BINS, duration_bins
+from scheduler.planning.lower_bound import lower_bound
+from scheduler.planning.lp_guided import _Covering, lower_peak, raise_on_day_share, realise
+from scheduler.planning.on_day_limit import StartGrid, on_day_limit
+from scheduler.planning.planner import (
+    FINE_GRID,
+    _pull_onto_days,
+    on_day_share,
+    planned_load,
+    rebalance,
+)
 from tests.support.fleets import assert_slots_allowed, skewed_fleet, sunday_fleet
 
 

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.slots import DAY_S, SPILL_S, WEEK_S, in_window
-from scheduler import planner
-from scheduler.load_profile import DAILY, WEEK_BINS, LoadProfile, sliding_max
-from scheduler.lower_bound import _in_flight_whatever_the_start, lower_bound
-from scheduler.on_day_limit import OnDayLimit, max_on_day_share
-from scheduler.planner import FINE_GRID, _pull_onto_days, planned_load, rebalance
+from scheduler.planning import planner
+from scheduler.planning.load_profile import DAILY, WEEK_BINS, LoadProfile, sliding_max
+from scheduler.planning.lower_bound import _in_flight_whatever_the_start, lower_bound
+from scheduler.planning.on_day_limit import OnDayLimit, max_on_day_share
+from scheduler.planning.planner import FINE_GRID, _pull_onto_days, planned_load, rebalance
 from tests.support.fleets import assert_slots_allowed, skewed_fleet, sunday_fleet
 
 
@@ -237,7 +237,7 @@ def test_an_lp_out_of_time_still_gives_a_plan_in_the_windows(monkeypatch) -> Non
     def out_of_time(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("on-day LP failed: Time limit reached")
 
-    monkeypatch.setattr("scheduler.planner.on_day_limit", out_of_time)
+    monkeypatch.setattr("scheduler.planning.planner.on_day_limit", out_of_time)
     days, durations, tenants = skewed_fleet(1500)
     bound = lower_bound(days, durations).value
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), np.floor(bound * 0.95))

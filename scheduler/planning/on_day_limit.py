@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from scheduler.hourly_relaxation import lowest_peak_and_starts, solve
-from scheduler.load_profile import DAILY, as_day_array, duration_bins
+from scheduler.planning.hourly_relaxation import lowest_peak_and_starts, solve
+from scheduler.planning.load_profile import DAILY, as_day_array, duration_bins
 
 HOURS = 168
 LP_TIME_LIMIT_S = 20.0

@@ -26,7 +26,13 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import OptimizeResult, OptimizeWarning, linprog
 
-from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS, WINDOW_BINS, window_first_bin
+from scheduler.planning.load_profile import (
+    DAILY,
+    DAY_BINS,
+    WEEK_BINS,
+    WINDOW_BINS,
+    window_first_bin,
+)
 
 # scipy hands HiGHS the options it does not know itself, verbatim, and warns that it does. A
 # filter for good, not one around each solve: LPs are solved in two threads at once, and

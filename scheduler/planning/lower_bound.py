@@ -9,8 +9,8 @@ import numpy as np
 
 from common.days import DAY_NAMES
 from common.slots import DAY_S, SPILL_S, WEEK_S
-from scheduler.hourly_relaxation import relaxed_bound
-from scheduler.load_profile import (
+from scheduler.planning.hourly_relaxation import relaxed_bound
+from scheduler.planning.load_profile import (
     BIN_S,
     DAILY,
     DAY_BINS,

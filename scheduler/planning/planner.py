@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.slots import DAY_S, SPILL_S, WEEK_S
-from scheduler.load_profile import (
+from scheduler.planning.load_profile import (
     BIN_S,
     DAILY,
     DAY_BINS,
@@ -61,9 +61,9 @@ from scheduler.load_profile import (
     span_bins,
     window_first_bin,
 )
-from scheduler.lower_bound import LowerBound, lower_bound
-from scheduler.lp_guided import lower_peak, raise_on_day_share, realise
-from scheduler.on_day_limit import (
+from scheduler.planning.lower_bound import LowerBound, lower_bound
+from scheduler.planning.lp_guided import lower_peak, raise_on_day_share, realise
+from scheduler.planning.on_day_limit import (
     HALF_HOURS,
     OnDayLimit,
     StartGrid,

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from scheduler.load_profile import (
+from scheduler.planning.load_profile import (
     BIN_S,
     DAILY,
     DAY_BINS,
@@ -30,7 +30,7 @@ from scheduler.load_profile import (
     on_their_day,
     window_first_bin,
 )
-from scheduler.on_day_limit import OnDayLimit
+from scheduler.planning.on_day_limit import OnDayLimit
 
 _GOLDEN = (5**0.5 - 1) / 2
 
