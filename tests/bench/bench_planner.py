@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.planning.load_profile import BIN_S, DAILY, DAY_BINS, LoadProfile
-from scheduler.planning.lower_bound import lower_bound
-from scheduler.planning.planner import on_day_share, planned_load, rebalance
+from scheduler.planning import DAILY, LoadProfile, lower_bound, on_day_share, planned_load, rebalance
+from scheduler.planning.week import BIN_S, DAY_BINS
 
 # Weekly schedules per day, Monday first: a third on Sunday, Saturday next, as users pick.
 DAY_WEIGHTS = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])
