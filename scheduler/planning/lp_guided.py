@@ -80,7 +80,7 @@ def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int 
 # Less than any minute weighs: a run leaves its day only to fill fewer minutes above the level.
 OFF_DAY_COST = 0.5
 # While making room for a run put back on its day: runs on their day stay on it.
-_KEPT = float(1 << 19)
+_STAY_ON_DAY_COST = float(1 << 19)
 # Seconds to make room for one run put back on its day: a few moves, when there is a way.
 REPAIR_S = 0.05
 _BLOCKED = 1 << 20  # the cost of a start whose span would reach above the peak
@@ -163,6 +163,7 @@ class _Covering:
         first = np.where(daily, start % DAY_BINS, start)
         self.order = np.argsort(first, kind="stable")
         self.sorted_first = first[self.order]
+        # Run indices: a set of ints iterates in the same order in every process.
         self.moved: set[int] = set()
         self.is_moved = np.zeros(start.size, dtype=bool)
 
@@ -297,7 +298,7 @@ def raise_on_day_share(
                 int(slots[i]) // BIN_S,
                 target,
                 rng,
-                _KEPT,
+                _STAY_ON_DAY_COST,
             )
             if start is None:
                 continue
@@ -305,7 +306,14 @@ def raise_on_day_share(
             attempts += 1
             if load.max() > target + 1e-9:
                 lower_peak(
-                    load, days, lengths, slots, repair_s, target, seed=attempts, off_day_cost=_KEPT
+                    load,
+                    days,
+                    lengths,
+                    slots,
+                    repair_s,
+                    target,
+                    seed=attempts,
+                    off_day_cost=_STAY_ON_DAY_COST,
                 )
             now_on = on_their_day(days[weekly], slots[weekly])
             if load.max() <= target + 1e-9 and now_on.sum() > on_day.sum():
