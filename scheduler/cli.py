@@ -59,7 +59,7 @@ def rebalance_command() -> None:
             lock_rebalancing(session, wait=True)
         cap = inflight_cap(session, settings.inflight_cap)
         # The stages only: the fleet is read inside, so no bar.
-        summary = rebalance_fleet(session, cap, utcnow(), stage=PlanningReport().stage)
+        summary = rebalance_fleet(session, cap, utcnow(), observer=PlanningReport())
     click.echo(
         f"{summary.schedules} schedules, {summary.moved} moved; planned peak "
         f"{summary.peak:.0f} against cap {cap} (lower bound {summary.lower_bound:.1f}); "

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 import sqlalchemy as sa
@@ -15,9 +14,7 @@ from sqlalchemy import orm
 
 from common.models import Schedule
 from common.slots import next_run_at
-from scheduler.load_profile import DAILY, LoadProfile
-from scheduler.lower_bound import lower_bound
-from scheduler.planner import rebalance
+from scheduler.planning import DAILY, QUIET, LoadProfile, Observer, lower_bound, rebalance
 
 # How stale a process's picture of the planned load may get before it is read again. Other
 # processes place schedules too; a placement on a slightly stale picture only makes the next
@@ -127,10 +124,10 @@ def rebalance_fleet(
     session: orm.Session,
     cap: float,
     now: dt.datetime,
-    stage: Callable[[str], None] | None = None,
+    observer: Observer = QUIET,
 ) -> RebalanceSummary:
     """Re-plan every schedule under `cap`; moved schedules get their new slot and next run.
-    `stage` hears what the planner does as each of its stages starts.
+    The `observer` hears what the planner does as each of its stages starts.
 
     The caller's transaction holds the moved rows; one statement writes them all.
     """
@@ -140,7 +137,7 @@ def rebalance_fleet(
     # With the LPs that judge the plan: a plan short of their share on their day is made again
     # from them, and the bound the target falls back to is the hourly one, as `simulate` plans.
     plan = rebalance(
-        fleet.day_of_week, fleet.duration_s, fleet.tenant_id, fleet.slot_s, cap, stage=stage
+        fleet.day_of_week, fleet.duration_s, fleet.tenant_id, fleet.slot_s, cap, observer=observer
     )
     moved = np.flatnonzero(plan.slot_s != fleet.slot_s)
     if moved.size:

@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import orm
 
 from common.models import Schedule
-from scheduler.load_profile import LoadProfile
+from scheduler.planning.load_profile import LoadProfile
 
 #: Seconds a planned peak is reused: it is a pass over every schedule, and the plan changes
 #: slowly.

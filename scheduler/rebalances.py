@@ -30,6 +30,7 @@ from common.models import (
 )
 from common.runtime_settings import inflight_cap
 from scheduler.fleet_plan import rebalance_fleet
+from scheduler.planning import QuietObserver
 
 log = logging.getLogger("scheduled_images.rebalance")
 
@@ -218,27 +219,29 @@ def _run_locked(
             sa.text(f"SET LOCAL idle_in_transaction_session_timeout = '{TIME_LIMIT_S}s'")
         )
         cap = inflight_cap(session, default_cap)
-        summary = rebalance_fleet(session, cap, clock(), stage=_shown(sessions, job_id))
+        summary = rebalance_fleet(session, cap, clock(), observer=_JobStages(sessions, job_id))
         _end(session, job_id, clock(), summary=summary.as_dict())
     log.info("rebalance done", extra=summary.as_dict())
     return Outcome.DONE
 
 
-def _shown(sessions: orm.sessionmaker[orm.Session], job_id: uuid.UUID) -> Callable[[str], None]:
+class _JobStages(QuietObserver):
     """Each stage of the planner, as it starts, logged and set on the job, which the operator
-    API shows (near the bound most of a rebalance's 45 s goes after the placing). Committed on
-    a connection of its own, as the job was marked running."""
+    API shows (near the bound most of a rebalance goes after the placing). Committed on a
+    connection of its own, as the job was marked running."""
 
-    def stage(what: str) -> None:
+    def __init__(self, sessions: orm.sessionmaker[orm.Session], job_id: uuid.UUID) -> None:
+        self._sessions = sessions
+        self._job_id = job_id
+
+    def stage(self, what: str) -> None:
         log.info("rebalance stage", extra={"stage": what})
-        with transaction(sessions) as session:
+        with transaction(self._sessions) as session:
             session.execute(
                 sa.update(Rebalance)
-                .where(Rebalance.id == job_id, Rebalance.state == REBALANCE_RUNNING)
+                .where(Rebalance.id == self._job_id, Rebalance.state == REBALANCE_RUNNING)
                 .values(stage=what)
             )
-
-    return stage
 
 
 def _end(

@@ -15,8 +15,8 @@ import click
 import numpy as np
 
 from common.days import DAY_NAMES, day_number
-from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS
-from scheduler.planner import PlanResult, rebalance
+from scheduler.planning import DAILY, PlanResult, planned_load, rebalance
+from scheduler.planning.week import DAY_BINS, WEEK_BINS
 from scheduler.planning_report import PlanningReport
 
 FLEET_COLUMNS = ("server_id", "tenant_id", "day_of_week", "expected_duration_s")
@@ -198,8 +198,6 @@ def plot_load(path: Path, fleet: Fleet, plan: PlanResult) -> None:
 
 
 def _load_of(fleet: Fleet, plan: PlanResult, mask: np.ndarray) -> np.ndarray:
-    from scheduler.planner import planned_load
-
     return planned_load(fleet.day_of_week[mask], fleet.duration_s[mask], plan.slot_s[mask])
 
 
@@ -276,7 +274,7 @@ def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path 
     fleet = read_fleet(fleet_path)
     size = fleet.duration_s.size
     current = np.full(size, -1, dtype=np.int64)
-    report = PlanningReport(size if size >= PROGRESS_FROM else None)
+    report = PlanningReport(bar=size >= PROGRESS_FROM)
     try:
         plan = rebalance(
             fleet.day_of_week,
@@ -284,8 +282,7 @@ def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path 
             fleet.tenant_id,
             current,
             capacity,
-            progress=report.placed,
-            stage=report.stage,
+            observer=report,
         )
     finally:
         report.close()

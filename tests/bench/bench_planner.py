@@ -1,4 +1,4 @@
-"""Benchmark of the planner against two baselines on skewed fleets (issue 4).
+"""Benchmark of the planner against two baselines on skewed fleets.
 
 Run from the project root: `python -m tests.bench.bench_planner [--sizes 10000,100000,1000000]`.
 """
@@ -13,9 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.load_profile import BIN_S, DAILY, DAY_BINS, LoadProfile
-from scheduler.lower_bound import lower_bound
-from scheduler.planner import on_day_share, planned_load, rebalance
+from scheduler.planning import (
+    DAILY,
+    LoadProfile,
+    lower_bound,
+    on_day_share,
+    planned_load,
+    rebalance,
+)
+from scheduler.planning.week import BIN_S, DAY_BINS
 
 # Weekly schedules per day, Monday first: a third on Sunday, Saturday next, as users pick.
 DAY_WEIGHTS = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])
@@ -92,6 +98,16 @@ def time_place(fleet: Fleet, slots: np.ndarray, cap: float, count: int = 2000) -
     return timings
 
 
+#: The planner's caps, as multiples of the bound; memory is measured on the tight one.
+PLANNER_RUNS = (
+    ("planner, tight cap", 1.03),
+    ("planner, cap 1.1 x LB", 1.10),
+    ("planner, roomy cap", 1.25),
+    ("planner, cap < bound", 0.9),
+)
+TIGHT = 1.03
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -109,66 +125,11 @@ def main() -> None:
     bound_lines = []
     for size in sizes:
         fleet = make_fleet(size, args.seed)
-        windows = lower_bound(fleet.day_of_week, fleet.duration_s).value
-        # Timed without tracemalloc, which slows the LP's setup several times over.
-        started = time.perf_counter()
-        full = lower_bound(fleet.day_of_week, fleet.duration_s, hourly=True)
-        bound_s = time.perf_counter() - started
-        bound = full.value
-        bound_lines.append(
-            f"{size:>9,}: windows {windows:,.1f}, hourly LP {full.hourly:,.1f} ({bound_s:.1f} s), "
-            f"bound {bound:,.1f}; with daily runs laid flat no plan goes below "
-            f"{full.daily_flat:,.1f} = {full.daily_flat / bound:.3f} x bound"
-        )
-        rng = np.random.default_rng(args.seed)
-        none = np.full(size, -1)
-        runs = [
-            ("planner, tight cap", 1.03),
-            ("planner, cap 1.1 x LB", 1.10),
-            ("planner, roomy cap", 1.25),
-            ("planner, cap < bound", 0.9),
-        ]
-        plan_slots = None
-        for name, factor in runs:
-            cap = np.floor(bound * factor)
-
-            def plan_fleet(cap=cap, fleet=fleet, none=none):
-                return rebalance(
-                    fleet.day_of_week,
-                    fleet.duration_s,
-                    fleet.tenant_id,
-                    none,
-                    cap,
-                )
-
-            plan, elapsed = timed(plan_fleet)
-            # Memory once per fleet, on the tight cap, which takes the most planning.
-            mib = measure(plan_fleet)[2] if factor == 1.03 else float("nan")
-            # The LP that judges the plan, solved beside it (and timed with it): the planner
-            # uses it too, as the service's rebalance and `simulate` do.
-            best = plan.max_on_day_share
-            plan_slots = plan.slot_s if factor == 1.03 else plan_slots
-            print(
-                f"{size:>9,} {name:<22} {cap / bound:>6.3f} {plan.peak / bound:>7.3f} "
-                f"{'yes' if plan.peak <= cap else 'NO':>9} {plan.on_day_share:>7.1%} "
-                f"{best:>7.1%} {elapsed:>7.2f} {mib:>7.0f}"
-            )
-        for name, baseline in (
-            ("random hour+minute", random_slots),
-            ("midnight + 1h jitter", midnight_slots),
-        ):
-            slots, elapsed, mib = measure(
-                lambda baseline=baseline, fleet=fleet, rng=rng: baseline(fleet, rng)
-            )
-            peak = planned_load(fleet.day_of_week, fleet.duration_s, slots).max()
-            cap = np.floor(bound * 1.03)
-            print(
-                f"{size:>9,} {name:<22} {cap / bound:>6.3f} {peak / bound:>7.3f} "
-                f"{'yes' if peak <= cap else 'NO':>9} "
-                f"{on_day_share(fleet.day_of_week, slots):>7.1%} {'':>7} "
-                f"{elapsed:>7.2f} {mib:>7.0f}"
-            )
-        timings = np.array(time_place(fleet, plan_slots, np.floor(bound * 1.03)))
+        bound, bound_line = _bounds(size, fleet)
+        bound_lines.append(bound_line)
+        tight_slots = _bench_planner(size, fleet, bound)
+        _bench_baselines(size, fleet, bound, np.random.default_rng(args.seed))
+        timings = np.array(time_place(fleet, tight_slots, np.floor(bound * TIGHT)))
         place_lines.append(
             f"{size:>9,}: place() mean {timings.mean():.0f} µs, "
             f"p99 {np.percentile(timings, 99):.0f} µs, max {timings.max():.0f} µs"
@@ -181,6 +142,66 @@ def main() -> None:
     print("incremental placement into a profile holding the whole fleet:")
     for line in place_lines:
         print(line)
+
+
+def _bounds(size: int, fleet: Fleet) -> tuple[float, str]:
+    """(the bound, a line on the bounds and how long the hourly one took)."""
+    windows = lower_bound(fleet.day_of_week, fleet.duration_s).value
+    # Timed without tracemalloc, which slows the LP's setup several times over.
+    started = time.perf_counter()
+    full = lower_bound(fleet.day_of_week, fleet.duration_s, hourly=True)
+    bound_s = time.perf_counter() - started
+    bound = full.value
+    line = (
+        f"{size:>9,}: windows {windows:,.1f}, hourly LP {full.hourly:,.1f} ({bound_s:.1f} s), "
+        f"bound {bound:,.1f}; with daily runs laid flat no plan goes below "
+        f"{full.daily_flat:,.1f} = {full.daily_flat / bound:.3f} x bound"
+    )
+    return bound, line
+
+
+def _bench_planner(size: int, fleet: Fleet, bound: float) -> np.ndarray:
+    """Print a row per planner cap; return the slots planned under the tight one."""
+    none = np.full(size, -1)
+    tight_slots = none
+    for name, factor in PLANNER_RUNS:
+        cap = np.floor(bound * factor)
+
+        def plan_fleet(cap=cap, fleet=fleet, none=none):
+            return rebalance(fleet.day_of_week, fleet.duration_s, fleet.tenant_id, none, cap)
+
+        plan, elapsed = timed(plan_fleet)
+        # Memory once per fleet, on the tight cap, which takes the most planning.
+        mib = measure(plan_fleet)[2] if factor == TIGHT else float("nan")
+        # The LP that judges the plan, solved beside it (and timed with it): the planner
+        # uses it too, as the service's rebalance and `simulate` do.
+        best = plan.max_on_day_share
+        tight_slots = plan.slot_s if factor == TIGHT else tight_slots
+        print(
+            f"{size:>9,} {name:<22} {cap / bound:>6.3f} {plan.peak / bound:>7.3f} "
+            f"{'yes' if plan.peak <= cap else 'NO':>9} {plan.on_day_share:>7.1%} "
+            f"{best:>7.1%} {elapsed:>7.2f} {mib:>7.0f}"
+        )
+    return tight_slots
+
+
+def _bench_baselines(size: int, fleet: Fleet, bound: float, rng: np.random.Generator) -> None:
+    """Print a row per baseline, against the tight cap."""
+    for name, baseline in (
+        ("random hour+minute", random_slots),
+        ("midnight + 1h jitter", midnight_slots),
+    ):
+        slots, elapsed, mib = measure(
+            lambda baseline=baseline, fleet=fleet, rng=rng: baseline(fleet, rng)
+        )
+        peak = planned_load(fleet.day_of_week, fleet.duration_s, slots).max()
+        cap = np.floor(bound * TIGHT)
+        print(
+            f"{size:>9,} {name:<22} {cap / bound:>6.3f} {peak / bound:>7.3f} "
+            f"{'yes' if peak <= cap else 'NO':>9} "
+            f"{on_day_share(fleet.day_of_week, slots):>7.1%} {'':>7} "
+            f"{elapsed:>7.2f} {mib:>7.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from common.models import Rebalance, Schedule
 from common.slots import in_window, next_run_at
 from scheduled_images.cli import cli
 from scheduler import rebalances
+from scheduler.planning import Observer, QuietObserver
 from tests.support.fleets import crowd
 from tests.support.processes import free_port
 
@@ -189,13 +190,19 @@ def test_a_running_job_shows_the_planner_s_stage(alice, sessions, monkeypatch) -
     seen: list[dict] = []
     real = rebalances.rebalance_fleet
 
-    def watched(session, cap, now, stage):  # type: ignore[no-untyped-def]
-        def stage_and_look(what: str) -> None:
-            stage(what)
+    class Looking(QuietObserver):
+        """Passes each stage on to the job's observer, then looks at the job."""
+
+        def __init__(self, job_stages: Observer) -> None:
+            self.job_stages = job_stages
+
+        def stage(self, what: str) -> None:
+            self.job_stages.stage(what)
             url = root.url(f"/admin/v1/plan/rebalances/{job['id']}")
             seen.append(root.request("GET", url).json())
 
-        return real(session, cap, now, stage=stage_and_look)
+    def watched(session, cap, now, observer):  # type: ignore[no-untyped-def]
+        return real(session, cap, now, observer=Looking(observer))
 
     monkeypatch.setattr(rebalances, "rebalance_fleet", watched)
     assert run_job(sessions, job["id"]) is rebalances.Outcome.DONE
@@ -212,8 +219,8 @@ def test_a_job_fails_with_its_error_and_moves_nothing(alice, sessions, monkeypat
     with sessions() as session:
         before = dict(session.execute(sa.select(Schedule.id, Schedule.slot_s)).all())
 
-    def half_done(session, cap, now, stage):  # type: ignore[no-untyped-def]
-        stage("placing 12 schedules day by day under 2")
+    def half_done(session, cap, now, observer):  # type: ignore[no-untyped-def]
+        observer.stage("placing 12 schedules day by day under 2")
         session.execute(sa.update(Schedule).values(slot_s=0))
         raise ValueError("the planner choked")
 

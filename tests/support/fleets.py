@@ -9,7 +9,8 @@ import numpy as np
 from common import schedules
 from common.db import transaction
 from common.slots import in_window
-from scheduler.load_profile import DAILY
+from scheduler.planning import DAILY
+from scheduler.planning.fleet import Fleet
 
 
 def skewed_fleet(size: int, seed: int = 1):
@@ -31,6 +32,12 @@ def sunday_fleet(size: int, seed: int = 7):
     days = rng.choice(7, size, p=p / p.sum()).astype(np.int8)
     tenants = rng.integers(0, max(5, size // 30), size)
     return days, durations, tenants
+
+
+def fleet_of(days: np.ndarray, lengths: np.ndarray) -> Fleet:
+    """The planner's view of runs of `lengths` whole minutes, all of one tenant."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return Fleet(days, lengths * 60.0, lengths, np.zeros(days.size, dtype=np.int64))
 
 
 def crowd(sessions, count: int, day: int | None = None) -> None:  # type: ignore[no-untyped-def]

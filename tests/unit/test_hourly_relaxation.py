@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.slots import DAY_S, SPILL_S, WEEK_S
-from scheduler.hourly_relaxation import (
+from scheduler.planning import lower_bound, planned_load, rebalance
+from scheduler.planning.hourly_relaxation import (
     CLASS_RATIO,
     _system,
     length_classes,
@@ -17,9 +18,7 @@ from scheduler.hourly_relaxation import (
     relaxed_bound,
     whole_lengths_bound,
 )
-from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS, duration_bins
-from scheduler.lower_bound import lower_bound
-from scheduler.planner import planned_load, rebalance
+from scheduler.planning.week import DAILY, DAY_BINS, WEEK_BINS, duration_bins
 
 
 def test_length_classes_round_down_by_at_most_the_class_ratio() -> None:

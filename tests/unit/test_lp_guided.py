@@ -8,12 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from scheduler.load_profile import DAY_BINS, WEEK_BINS, duration_bins
-from scheduler.lower_bound import lower_bound
-from scheduler.lp_guided import _Covering, lower_peak, raise_on_day_share, realise
-from scheduler.on_day_limit import StartGrid, on_day_limit
-from scheduler.planner import FINE_GRID, _pull_onto_days, on_day_share, planned_load, rebalance
-from tests.support.fleets import assert_slots_allowed, skewed_fleet, sunday_fleet
+from scheduler.planning import lower_bound, on_day_share, planned_load, rebalance
+from scheduler.planning.back_on_their_day import pull_onto_their_day
+from scheduler.planning.fleet import Plan
+from scheduler.planning.lp_guided import _Covering, lower_peak, raise_on_day_share, realise
+from scheduler.planning.lp_plans import FINE_GRID
+from scheduler.planning.on_day_limit import StartGrid, on_day_limit
+from scheduler.planning.water_fill import PHASES_SEED
+from scheduler.planning.week import DAY_BINS, WEEK_BINS, duration_bins
+from tests.support.fleets import assert_slots_allowed, fleet_of, skewed_fleet, sunday_fleet
 
 
 def test_realised_starts_lie_in_their_windows_on_whole_minutes() -> None:
@@ -135,7 +138,10 @@ def test_runs_go_back_onto_their_day_where_others_make_room_under_the_cap() -> N
     days, durations, _ = skewed_fleet(1000, 3)
     bound, lengths, slots, load = _lowered_to_the_bound(days, durations)
     assert load.max() == bound
-    _pull_onto_days(load, days, lengths, slots, np.arange(days.size), bound)
+    rng = np.random.default_rng(PHASES_SEED)
+    pull_onto_their_day(
+        Plan(slots, load), fleet_of(days, lengths), np.arange(days.size), bound, rng
+    )
     weekly = int((days != -1).sum())
     before = on_day_share(days, slots)
     wanted = round(before * weekly) + 15  # two points more

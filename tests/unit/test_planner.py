@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -13,12 +11,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.slots import DAY_S, SPILL_S, WEEK_S, in_window
-from scheduler import planner
-from scheduler.load_profile import DAILY, WEEK_BINS, LoadProfile, sliding_max
-from scheduler.lower_bound import _in_flight_whatever_the_start, lower_bound
-from scheduler.on_day_limit import OnDayLimit, max_on_day_share
-from scheduler.planner import FINE_GRID, _pull_onto_days, planned_load, rebalance
-from tests.support.fleets import assert_slots_allowed, skewed_fleet, sunday_fleet
+from scheduler.planning import (
+    LoadProfile,
+    QuietObserver,
+    lower_bound,
+    lp_plans,
+    max_on_day_share,
+    planned_load,
+    rebalance,
+    rebalancing,
+)
+from scheduler.planning.back_on_their_day import pull_onto_their_day
+from scheduler.planning.context import MIN_SEARCH_S, REPLAN_BUDGET_S, search_budget
+from scheduler.planning.fleet import Plan
+from scheduler.planning.lower_bound import _in_flight_whatever_the_start
+from scheduler.planning.lp_plans import (
+    ASKED_RESOLUTION,
+    FINE_GRID,
+    realising_margin,
+    search_asked_caps,
+)
+from scheduler.planning.on_day_limit import HALF_HOURS
+from scheduler.planning.over_target import LowestCap, asks_caps
+from scheduler.planning.water_fill import PHASES_SEED
+from scheduler.planning.week import DAILY, sliding_max
+from tests.support.fleets import assert_slots_allowed, fleet_of, skewed_fleet, sunday_fleet
 
 
 @given(
@@ -95,7 +112,8 @@ def test_runs_off_their_day_go_back_onto_it_where_the_load_allows() -> None:
     offset = rng.choice([-SPILL_S + 600, DAY_S + 600], 300)  # all off their day
     slots = (days.astype(np.int64) * DAY_S + offset) % WEEK_S // 60 * 60
     load = planned_load(days, lengths * 60, slots)
-    _pull_onto_days(load, days, lengths, slots, np.arange(300), 40.0)
+    rng = np.random.default_rng(PHASES_SEED)
+    pull_onto_their_day(Plan(slots, load), fleet_of(days, lengths), np.arange(300), 40.0, rng)
     assert (slots // DAY_S == days).all()
     assert load.max() <= 40
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
@@ -237,7 +255,9 @@ def test_an_lp_out_of_time_still_gives_a_plan_in_the_windows(monkeypatch) -> Non
     def out_of_time(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("on-day LP failed: Time limit reached")
 
-    monkeypatch.setattr("scheduler.planner.on_day_limit", out_of_time)
+    # Every on-day LP the rebalance solves: the one judging the plan and the ones it plans from.
+    monkeypatch.setattr(rebalancing, "on_day_limit", out_of_time)
+    monkeypatch.setattr(lp_plans, "on_day_limit", out_of_time)
     days, durations, tenants = skewed_fleet(1500)
     bound = lower_bound(days, durations).value
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), np.floor(bound * 0.95))
@@ -247,120 +267,103 @@ def test_an_lp_out_of_time_still_gives_a_plan_in_the_windows(monkeypatch) -> Non
     assert plan.peak <= bound * 1.2
 
 
-def test_the_cap_asked_of_the_lp_is_the_highest_whose_plan_fits_found_by_halving(
-    monkeypatch,
-) -> None:
+def test_the_cap_asked_of_the_lp_is_the_highest_whose_plan_fits_found_by_halving() -> None:
     """The higher the cap asked for, the more runs on their day, until its plan goes over the
     target; the search halves the gap between a cap that fits and one that does not."""
     days = np.zeros(4, dtype=np.int8)
     asked: list[float] = []
     fits_up_to = 100.5
 
-    def plan_under(days, durations, lengths, codes, target, cap, lowest, budget_s, grid):  # type: ignore[no-untyped-def]
+    def plan_at(cap: float, budget_s: float) -> Plan | None:
         asked.append(cap)
-        return (np.zeros(4, dtype=np.int64), np.array([cap])) if cap <= fits_up_to else None
+        return Plan(np.zeros(4, dtype=np.int64), np.array([cap])) if cap <= fits_up_to else None
 
-    monkeypatch.setattr(planner, "_plan_under", plan_under)
-    empty = np.zeros(4)
     far = time.monotonic() + 60
     # No room for the usual margin: a tenth of the way up from the lowest first.
-    _, load = planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, far)
+    plan = search_asked_caps(days, 101.0, 100.0, far, plan_at)
     assert asked == pytest.approx([100.1, 100.55, 100.325])
-    assert load[0] == pytest.approx(100.325)  # the highest cap that fitted
+    assert plan is not None and plan.load[0] == pytest.approx(100.325)  # the highest that fitted
     # Room for the margin: that cap first, then higher while plans fit.
     asked.clear()
     fits_up_to = 199.0
-    first = 200.0 - planner._realising_margin(200.0)
-    _, load = planner._plan_asked(days, empty, empty, empty, 200.0, 100.0, far)
+    first = 200.0 - realising_margin(200.0)
+    plan = search_asked_caps(days, 200.0, 100.0, far, plan_at)
     assert asked[0] == first and max(asked) > first
-    assert load[0] == max(cap for cap in asked if cap <= fits_up_to)
-    assert 199.0 - load[0] <= planner.ASKED_RESOLUTION
+    assert plan is not None and plan.load[0] == max(cap for cap in asked if cap <= fits_up_to)
+    assert 199.0 - plan.load[0] <= ASKED_RESOLUTION
     # No plan fits: None, and the caller's plan at the lowest cap is used; nor with no time.
     fits_up_to = 0.0
-    assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, far) is None
-    assert planner._plan_asked(days, empty, empty, empty, 101.0, 100.0, time.monotonic()) is None
+    assert search_asked_caps(days, 101.0, 100.0, far, plan_at) is None
+    assert search_asked_caps(days, 101.0, 100.0, time.monotonic(), plan_at) is None
 
 
-@dataclass
-class _Calls:
-    searches: list[tuple[float, float]]  # (budget_s, goal) of each search for a lower peak
-    lps: list[tuple[object, str]]  # (grid, thread's name) of each LP solved at its lowest cap
+class _Recording(QuietObserver):
+    """What a rebalance tells: its stages, its searches for a lower peak (budget_s, goal), and
+    the LPs it solves at their lowest cap (minutes between starts, the solving thread's name)."""
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+        self.searches: list[tuple[float, float]] = []
+        self.lps: list[tuple[int, str]] = []
+
+    def stage(self, what: str) -> None:
+        self.stages.append(what)
+
+    def searching(self, budget_s: float, goal: float) -> None:
+        self.searches.append((budget_s, goal))
+
+    def solving_lowest_lp(self, start_min: int) -> None:
+        self.lps.append((start_min, threading.current_thread().name))
 
 
-@pytest.fixture
-def planner_calls(monkeypatch) -> _Calls:  # type: ignore[no-untyped-def]
-    """The planner's searches and lowest-cap LPs, recorded on their way through."""
-    calls = _Calls([], [])
-    real_lower_peak, real_lowest_limit = planner.lower_peak, planner._lowest_limit
-
-    def lower_peak(load, days, lengths, slots, budget_s, goal=0.0):  # type: ignore[no-untyped-def]
-        calls.searches.append((budget_s, goal))
-        return real_lower_peak(load, days, lengths, slots, budget_s, goal)
-
-    def lowest_limit(days, durations, grid=planner.HALF_HOURS, deadline=float("inf")):  # type: ignore[no-untyped-def]
-        calls.lps.append((grid, threading.current_thread().name))
-        return real_lowest_limit(days, durations, grid, deadline)
-
-    monkeypatch.setattr(planner, "lower_peak", lower_peak)
-    monkeypatch.setattr(planner, "_lowest_limit", lowest_limit)
-    return calls
-
-
-def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_less(
-    planner_calls,
-) -> None:
+def test_below_the_bound_the_search_aims_for_the_bound_and_small_fleets_search_less() -> None:
     """No plan goes below the bound: reaching it ends the search. Below the bound a small
     fleet's searches get less time. The quarter-hour LP is solved beside the first plan."""
     days, durations, tenants = skewed_fleet(1500)
-    plan = rebalance(days, durations, tenants, np.full(days.size, -1), 1.0, with_limit=False)
-    goals = [goal for _, goal in planner_calls.searches]
-    fine_in = [name for grid, name in planner_calls.lps if grid == planner.FINE_GRID]
+    calls = _Recording()
+    none = np.full(days.size, -1)
+    plan = rebalance(days, durations, tenants, none, 1.0, with_limit=False, observer=calls)
+    goals = [goal for _, goal in calls.searches]
+    fine_in = [name for start_min, name in calls.lps if start_min == FINE_GRID.start_min]
     assert plan.lower_bound == np.ceil(plan.lower_bound) > 1.0
     assert goals and all(goal == plan.lower_bound for goal in goals)
     assert len(fine_in) == 1 and fine_in[0] != threading.main_thread().name
     assert plan.peak >= plan.lower_bound
-    assert planner._search_budget(1_000) == pytest.approx(0.2 * planner.REPLAN_BUDGET_S)
-    assert planner._search_budget(5_000) == pytest.approx(0.5 * planner.REPLAN_BUDGET_S)
-    assert planner._search_budget(100_000) == planner.REPLAN_BUDGET_S
-    assert planner._search_budget(1_000_000) == 0.5 * planner.REPLAN_BUDGET_S
+    assert search_budget(1_000) == pytest.approx(0.2 * REPLAN_BUDGET_S)
+    assert search_budget(5_000) == pytest.approx(0.5 * REPLAN_BUDGET_S)
+    assert search_budget(100_000) == REPLAN_BUDGET_S
+    assert search_budget(1_000_000) == 0.5 * REPLAN_BUDGET_S
     # A cap that can be met is a promise: a small fleet a run above it gets the whole time.
-    assert planner._search_budget(1_000, meetable=True) == planner.REPLAN_BUDGET_S
+    assert search_budget(1_000, meetable=True) == REPLAN_BUDGET_S
 
 
-def test_a_rebalance_short_of_time_leaves_out_the_finer_lp_and_searches_briefly(
-    planner_calls,
-) -> None:
+def test_a_rebalance_short_of_time_leaves_out_the_finer_lp_and_searches_briefly() -> None:
     """Out of time after the first plan (a million schedules on a slow machine), the plan still
     follows the half-hour LP, with the shortest search, inside the windows."""
     days, durations, tenants = skewed_fleet(1500)
+    calls = _Recording()
     none = np.full(days.size, -1)
-    plan = rebalance(days, durations, tenants, none, 1.0, with_limit=False, time_limit_s=0.0)
-    budgets = [budget for budget, _ in planner_calls.searches]
-    assert [grid for grid, _ in planner_calls.lps] == [planner.HALF_HOURS]
-    assert budgets and max(budgets) <= planner.MIN_SEARCH_S
+    plan = rebalance(
+        days, durations, tenants, none, 1.0, with_limit=False, time_limit_s=0.0, observer=calls
+    )
+    budgets = [budget for budget, _ in calls.searches]
+    assert [start_min for start_min, _ in calls.lps] == [HALF_HOURS.start_min]
+    assert budgets and max(budgets) <= MIN_SEARCH_S
     assert_slots_allowed(days, plan.slot_s)
     assert plan.peak <= plan.lower_bound * 1.15
 
 
 @pytest.mark.parametrize(("fine_cap", "asks"), [(99.6, False), (97.0, True)])
 def test_on_the_quarter_hour_grid_caps_are_asked_only_with_room_for_the_margin(
-    monkeypatch, fine_cap, asks
+    fine_cap, asks
 ) -> None:
     """Each asked cap on the quarter-hour grid is a slow LP: asked only when the target leaves
-    room above its lowest cap for what realising adds (2.25 runs at a target of 100)."""
-    asked: list[float] = []
-    monkeypatch.setattr(planner, "_plan_asked", lambda *args, **kw: asked.append(args[4]))
-    empty_plan = (np.zeros(3, dtype=np.int64), np.zeros(WEEK_BINS))
-    monkeypatch.setattr(planner, "_plan_guided", lambda *args, **kw: empty_plan)
-    days, none = np.zeros(3, dtype=np.int8), np.full(3, -1)
-    half_hours = OnDayLimit(0.5, 100.0, True, none, none, lowest=100.0)
-    ahead: Future[OnDayLimit | None] = Future()
-    ahead.set_result(OnDayLimit(0.4, fine_cap, False, none, none, lowest=fine_cap, grid=FINE_GRID))
-    lengths = np.full(3, 10)
-    planner._replan_over_target(
-        days, lengths * 60.0, lengths, none, 100.0, True, half_hours, fine_ahead=ahead
-    )
-    assert asked == ([100.0] if asks else [])
+    room above its lowest cap for what realising adds (2.25 runs at a target of 100). On
+    half-hours they are asked whatever the room; never for a target that cannot be met."""
+    on_quarter_hours = LowestCap(fine_cap, FINE_GRID, None, None)
+    assert asks_caps(True, 100.0, on_quarter_hours) is asks
+    assert asks_caps(True, 100.0, LowestCap(fine_cap, HALF_HOURS, None, None))
+    assert not asks_caps(False, 100.0, on_quarter_hours)
 
 
 def test_runs_longer_than_the_week_count_once_in_the_bound_as_in_the_load() -> None:
@@ -373,12 +376,13 @@ def test_runs_longer_than_the_week_count_once_in_the_bound_as_in_the_load() -> N
 
 def test_a_rebalance_says_what_it_does_as_each_stage_starts() -> None:
     """Near the bound most of a rebalance's time goes after the placing: the stages say on
-    what. Only the rebalance that was given a hearer hears them."""
+    what. Only the rebalance that was given the observer tells it."""
     days, durations, tenants = skewed_fleet(1000)
     cap = lower_bound(days, durations, hourly=True).value
-    heard: list[str] = []
+    told = _Recording()
+    heard = told.stages
     plan = rebalance(
-        days, durations, tenants, np.full(days.size, -1), cap, time_limit_s=8, stage=heard.append
+        days, durations, tenants, np.full(days.size, -1), cap, time_limit_s=8, observer=told
     )
     assert heard[0] == "the lower bound: an LP over the hours of the week"
     assert heard[1] == f"the most runs on their day under {cap:g}: the on-day LP at the cap"
@@ -386,6 +390,6 @@ def test_a_rebalance_says_what_it_does_as_each_stage_starts() -> None:
     assert heard[3].startswith("the day-by-day plan peaks at ")
     assert any(line.startswith("following the on-day LP's starts at a cap of") for line in heard)
     assert plan.peak <= cap + 1
-    told = len(heard)
+    count = len(heard)
     rebalance(days, durations, tenants, plan.slot_s, cap, time_limit_s=1)
-    assert len(heard) == told
+    assert len(heard) == count

@@ -9,8 +9,8 @@ import numpy as np
 
 from common.days import DAY_NAMES
 from common.slots import DAY_S, SPILL_S, WEEK_S
-from scheduler.hourly_relaxation import relaxed_bound
-from scheduler.load_profile import (
+from scheduler.planning.hourly_relaxation import relaxed_bound
+from scheduler.planning.week import (
     BIN_S,
     DAILY,
     DAY_BINS,
@@ -47,10 +47,10 @@ def _run_bound(work_s: float, durations: np.ndarray, span_s: float) -> float:
     longest = np.concatenate(([0.0], np.cumsum(np.sort(durations)[::-1])))
 
     def shortfall(peak: float) -> float:
-        whole = min(int(peak), durations.size)
-        beyond = longest[whole]
-        if whole < durations.size:
-            beyond += (peak - whole) * (longest[whole + 1] - longest[whole])
+        full_runs = min(int(peak), durations.size)
+        beyond = longest[full_runs]
+        if full_runs < durations.size:
+            beyond += (peak - full_runs) * (longest[full_runs + 1] - longest[full_runs])
         return work_s - peak * span_s - beyond
 
     low, high = 0.0, work_s / span_s
@@ -168,11 +168,11 @@ def _rounded_up(
     daily_flat: float | None = None,
 ) -> LowerBound:
     # A hair below a whole number is that number, not the next one up.
-    whole = float(math.ceil(value - 1e-9)) if value > 0 else 0.0
-    if whole != value:
-        lines.append(f"images in flight are whole: at least {whole:.0f}")
+    rounded = float(math.ceil(value - 1e-9)) if value > 0 else 0.0
+    if rounded != value:
+        lines.append(f"images in flight are whole: at least {rounded:.0f}")
     return LowerBound(
-        value=whole,
+        value=rounded,
         average=average,
         explanation="; ".join(lines),
         relaxed=value,

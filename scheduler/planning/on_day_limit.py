@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
 
-from scheduler.hourly_relaxation import lowest_peak_and_starts, solve
-from scheduler.load_profile import DAILY, as_day_array, duration_bins
+from scheduler.planning.hourly_relaxation import lowest_peak_and_starts, solve
+from scheduler.planning.week import DAILY, as_day_array, duration_bins
 
 HOURS = 168
+#: Seconds one solve of the LP may take.
 LP_TIME_LIMIT_S = 20.0
-# The quarter-hour LP's interior point solve takes 15-19 s on this machine (2 cores), the
-# half-hour one 2-8 s; the simplex that follows a timed-out one rarely finishes either.
+#: Seconds the solve for the lowest cap with the most runs on their day may take: room for the
+#: quarter-hour LP's interior point solve; the simplex that follows a timed-out one rarely
+#: finishes either.
 TIE_BREAK_TIME_LIMIT_S = 25.0
 DAILY_CLASSES = 6
 # HiGHS's interior point method first (see `solve`), its simplex if that runs out of time.
@@ -39,9 +42,8 @@ class StartGrid:
     start_min: int
     sample_min: int = 5
     # 24, not 12: a class's long runs then need not start with its short ones, and a day's
-    # longest can start near its window's end. The lowest cap falls 1.2% on 20,000 weekly
-    # schedules of one minute to six hours, most on Sunday (233.8 to 231.0; the plan's peak 234
-    # to 231), 0.1-0.3% on the benchmark fleets, for twice the solve time.
+    # longest can start near its window's end; it lowers the lowest cap most where lengths
+    # spread widely, for twice the solve time.
     weekly_classes: int = 24
 
     @property
@@ -62,12 +64,11 @@ class StartGrid:
 
 
 # Half-hours, not hours: a busy window's longest runs can start nearer its end, which lowers the
-# LP's lowest cap by 0.7% on skewed fleets, and the planner's peak below the bound from 1.022 to
-# 1.015 x bound. Finer periods lower it further, but take longer to solve, and the plans of small
-# fleets then keep fewer runs on their day than the LP: the planner asks for them only where
-# half-hours cannot meet the cap. Finer periods need closer instants too: with 10-minute periods
-# and instants five minutes apart, the LP crowds short runs between the instants, and its plan
-# at 100,000 schedules is realised 5.7% above its cap (half-hours: 0.7%).
+# LP's lowest cap and the planner's peak below the bound. Finer periods lower it further, but
+# take longer to solve, and the plans of small fleets then keep fewer runs on their day than the
+# LP: the planner asks for them only where half-hours cannot meet the cap. Finer periods need
+# closer instants too, else the LP crowds short runs between the instants and its plan is
+# realised well above its cap.
 HALF_HOURS = StartGrid(30)
 
 
@@ -139,6 +140,21 @@ class _Columns:
         return ids
 
 
+@dataclass(frozen=True)
+class _OnDayLP:
+    """The LP's matrices: the load at each instant per column, each group's runs all placed,
+    and -1 per run on its day (to be made least); which columns start where."""
+
+    load: sparse.csr_matrix
+    a_eq: sparse.csr_matrix
+    b_eq: np.ndarray
+    objective: np.ndarray
+    on_ids: np.ndarray  # the columns of runs on their day
+    # (day or DAILY, class, part) → (its columns, the periods they start in)
+    periods_of: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]]
+    weekly: int  # weekly schedules
+
+
 def on_day_limit(
     day_of_week: np.ndarray | list[int | None],
     duration_s: np.ndarray | list[float],
@@ -164,7 +180,47 @@ def on_day_limit(
     weekly_class[weekly] = _classes(lengths[weekly], grid.weekly_classes)
     daily_class = np.full(days.size, -1, dtype=np.int64)
     daily_class[~weekly] = _classes(lengths[~weekly], DAILY_CLASSES)
+    lp = _build(days, lengths, weekly_class, daily_class, grid)
+    if lp is None:
+        return OnDayLimit(1.0, cap or 0.0, True, weekly_class, daily_class, grid=grid)
+    # Asking HiGHS for the lowest reachable cap first is much faster than letting it prove a
+    # too-low cap infeasible.
+    starts_at_lowest = None
+    if lowest is None:
+        lowest, starts_at_lowest = _lowest_cap(lp, time_left)
+    feasible = cap is not None and cap >= lowest
+    if not feasible and starts_at_lowest is not None:
+        x, used_cap = starts_at_lowest, lowest
+    else:
+        used_cap = float(cap) if feasible and cap is not None else lowest * (1 + 1e-9) + 1e-9
+        x = _starts_under(lp, used_cap, grid, time_left)
+    start_periods = {}
+    for key, (ids, periods) in lp.periods_of.items():
+        start_periods[key] = np.zeros(grid.periods)
+        start_periods[key][periods] = np.maximum(x[ids], 0.0)
+    share = float(x[lp.on_ids].sum()) / lp.weekly if lp.weekly else 1.0
+    return OnDayLimit(
+        # The interior point is exact to its tolerance, not to the last bit: 0.99999999997.
+        share=round(min(1.0, share), 6),
+        cap=used_cap,
+        feasible=feasible,
+        weekly_class=weekly_class,
+        daily_class=daily_class,
+        start_periods=start_periods,
+        lowest=lowest,
+        grid=grid,
+    )
 
+
+def _build(
+    days: np.ndarray,
+    lengths: np.ndarray,
+    weekly_class: np.ndarray,
+    daily_class: np.ndarray,
+    grid: StartGrid,
+) -> _OnDayLP | None:
+    """The LP for runs of `lengths` minutes in their classes; None with no runs at all."""
+    weekly = days != DAILY
     columns = _Columns(grid)
     per_day = grid.per_day
     equalities: list[tuple[np.ndarray, float]] = []
@@ -190,16 +246,24 @@ def on_day_limit(
         ids = columns.add(np.arange(per_day), _kernel(lengths[members], grid), True)
         equalities.append((ids, float(members.sum())))
         periods_of[(DAILY, int(cls), "daily")] = (ids, np.arange(per_day))
-
-    n_weekly = int(weekly.sum())
     if columns.count == 0:
-        return OnDayLimit(1.0, cap or 0.0, True, weekly_class, daily_class, grid=grid)
+        return None
+    return _matrices(columns, equalities, on_columns, periods_of, int(weekly.sum()))
+
+
+def _matrices(
+    columns: _Columns,
+    equalities: list[tuple[np.ndarray, float]],
+    on_columns: dict[tuple[int, int], np.ndarray],
+    periods_of: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]],
+    weekly: int,
+) -> _OnDayLP:
     load = sparse.csr_matrix(
         (
             np.concatenate(columns.vals),
             (np.concatenate(columns.rows), np.concatenate(columns.cols)),
         ),
-        shape=(grid.rows, columns.count),
+        shape=(columns.grid.rows, columns.count),
     )
     eq_rows = np.concatenate([np.full(ids.size, i) for i, (ids, _) in enumerate(equalities)])
     eq_cols = np.concatenate([ids for ids, _ in equalities])
@@ -210,66 +274,48 @@ def on_day_limit(
     on_ids = np.concatenate(list(on_columns.values())) if on_columns else np.zeros(0, int)
     objective = np.zeros(columns.count)
     objective[on_ids] = -1.0
+    return _OnDayLP(load, a_eq, b_eq, objective, on_ids, periods_of, weekly)
 
-    # Asking HiGHS for the lowest reachable cap first is much faster than letting it prove a
-    # too-low cap infeasible.
-    starts_at_lowest = None
-    if lowest is None:
-        # The most runs on their day at the lowest cap, in the same solve: worth a twentieth of
-        # a run of the peak in all, they cannot raise it by more.
-        # A fleet whose lowest cap many plans share can make that slow: then the plain solve.
-        tie_break = objective * 0.05 / max(n_weekly, 1)
-        try:
-            found = lowest_peak_and_starts(
-                load,
-                a_eq,
-                b_eq,
-                tie_break=tie_break,
-                time_limit_s=time_left(TIE_BREAK_TIME_LIMIT_S),
-                interior=True,
-            )
-        except RuntimeError:
-            found = lowest_peak_and_starts(
-                load, a_eq, b_eq, time_limit_s=time_left(LP_TIME_LIMIT_S)
-            )
-        lowest, starts_at_lowest = found.value, found.starts
-    feasible = cap is not None and cap >= lowest
-    if not feasible and starts_at_lowest is not None:
-        x = starts_at_lowest
-        used_cap = lowest
-    else:
-        used_cap = float(cap) if feasible else lowest * (1 + 1e-9) + 1e-9
-        for interior in INTERIOR_FIRST:
-            result = solve(
-                objective,
-                load,
-                np.full(grid.rows, used_cap),
-                a_eq,
-                b_eq,
-                time_left(LP_TIME_LIMIT_S),
-                interior,
-            )
-            if result.status == 0:
-                break
-        if result.status != 0:
-            raise RuntimeError(f"on-day LP failed: {result.message}")
-        x = result.x
-    start_periods = {}
-    for key, (ids, periods) in periods_of.items():
-        start_periods[key] = np.zeros(grid.periods)
-        start_periods[key][periods] = np.maximum(x[ids], 0.0)
-    share = float(x[on_ids].sum()) / n_weekly if n_weekly else 1.0
-    return OnDayLimit(
-        # The interior point is exact to its tolerance, not to the last bit: 0.99999999997.
-        share=round(min(1.0, share), 6),
-        cap=used_cap,
-        feasible=feasible,
-        weekly_class=weekly_class,
-        daily_class=daily_class,
-        start_periods=start_periods,
-        lowest=lowest,
-        grid=grid,
-    )
+
+def _lowest_cap(lp: _OnDayLP, time_left: Callable[[float], float]) -> tuple[float, np.ndarray]:
+    """(the lowest cap the LP can meet, its starts there), with the most runs on their day at
+    that cap, in the same solve: worth a twentieth of a run of the peak in all, they cannot
+    raise it by more. A fleet whose lowest cap many plans share can make that slow: then the
+    plain solve."""
+    tie_break = lp.objective * 0.05 / max(lp.weekly, 1)
+    try:
+        found = lowest_peak_and_starts(
+            lp.load,
+            lp.a_eq,
+            lp.b_eq,
+            tie_break=tie_break,
+            time_limit_s=time_left(TIE_BREAK_TIME_LIMIT_S),
+            interior=True,
+        )
+    except RuntimeError:
+        found = lowest_peak_and_starts(
+            lp.load, lp.a_eq, lp.b_eq, time_limit_s=time_left(LP_TIME_LIMIT_S)
+        )
+    return found.value, found.starts
+
+
+def _starts_under(
+    lp: _OnDayLP, cap: float, grid: StartGrid, time_left: Callable[[float], float]
+) -> np.ndarray:
+    """The starts keeping the most runs on their day with the load under `cap`."""
+    for interior in INTERIOR_FIRST:
+        result = solve(
+            lp.objective,
+            lp.load,
+            np.full(grid.rows, cap),
+            lp.a_eq,
+            lp.b_eq,
+            time_left(LP_TIME_LIMIT_S),
+            interior,
+        )
+        if result.status == 0:
+            return result.x
+    raise RuntimeError(f"on-day LP failed: {result.message}")
 
 
 def max_on_day_share(

@@ -11,10 +11,9 @@ busiest-hour mean it can reach is a lower bound on every plan's peak.
 Runs are grouped by their day and a length class, rounded down (exact up to an hour, then in
 steps of 2%), which keeps the LP small at any fleet size and only weakens the bound. The LP's
 weights on its hours (its duals) then give back most of what rounding took: with them, every
-run's own length and every start its window allows are priced in one pass (a 100,000-schedule
-fleet's bound rises from 1454.8 to 1461.7, where the LP on whole lengths reaches 1461.3 and takes
-four times as long). The same LP with daily runs' hourly load held flat says how low a plan
-that lays daily runs flat can go.
+run's own length and every start its window allows are priced in one pass, nearly as tight as
+the LP on whole lengths and several times faster (README.md has the figures). The same LP with
+daily runs' hourly load held flat says how low a plan that lays daily runs flat can go.
 """
 
 from __future__ import annotations
@@ -26,7 +25,13 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import OptimizeResult, OptimizeWarning, linprog
 
-from scheduler.load_profile import DAILY, DAY_BINS, WEEK_BINS, WINDOW_BINS, window_first_bin
+from scheduler.planning.week import (
+    DAILY,
+    DAY_BINS,
+    WEEK_BINS,
+    WINDOW_BINS,
+    window_first_bin,
+)
 
 # scipy hands HiGHS the options it does not know itself, verbatim, and warns that it does. A
 # filter for good, not one around each solve: LPs are solved in two threads at once, and
@@ -170,8 +175,8 @@ def solve(
     """min cost @ x with a_ub @ x <= b_ub, a_eq @ x == b_eq, x >= 0, by HiGHS.
 
     `interior`: its interior point method, without the crossover to a vertex. On the on-day
-    LP it is several times faster than the simplex (2 s against 7 s at 10,000 schedules), and
-    the crossover, which adds nothing a plan needs, is what stalls on some large fleets.
+    LP it is several times faster than the simplex, and the crossover, which adds nothing a
+    plan needs, is what stalls on some large fleets.
     """
     options: dict[str, object] = {"time_limit": time_limit_s}
     if interior:

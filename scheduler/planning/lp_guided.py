@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from scheduler.load_profile import (
+from scheduler.planning.on_day_limit import OnDayLimit
+from scheduler.planning.week import (
     BIN_S,
     DAILY,
     DAY_BINS,
@@ -30,7 +31,6 @@ from scheduler.load_profile import (
     on_their_day,
     window_first_bin,
 )
-from scheduler.on_day_limit import OnDayLimit
 
 _GOLDEN = (5**0.5 - 1) / 2
 
@@ -80,7 +80,7 @@ def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int 
 # Less than any minute weighs: a run leaves its day only to fill fewer minutes above the level.
 OFF_DAY_COST = 0.5
 # While making room for a run put back on its day: runs on their day stay on it.
-_KEPT = float(1 << 19)
+_STAY_ON_DAY_COST = float(1 << 19)
 # Seconds to make room for one run put back on its day: a few moves, when there is a way.
 REPAIR_S = 0.05
 _BLOCKED = 1 << 20  # the cost of a start whose span would reach above the peak
@@ -163,6 +163,7 @@ class _Covering:
         first = np.where(daily, start % DAY_BINS, start)
         self.order = np.argsort(first, kind="stable")
         self.sorted_first = first[self.order]
+        # Run indices: a set of ints iterates in the same order in every process.
         self.moved: set[int] = set()
         self.is_moved = np.zeros(start.size, dtype=bool)
 
@@ -174,9 +175,9 @@ class _Covering:
             for turn in range(-(-self.longest // period) + 1):
                 bounds = np.clip([lowest + turn * period, highest + turn * period], 0, period)
                 a, b = np.searchsorted(self.sorted_first, bounds)
-                near = self.order[a:b]
+                candidates = self.order[a:b]
                 # Moved runs are found where they are now, below, not where they were.
-                found.append(near[of_kind[near] & ~self.is_moved[near]])
+                found.append(candidates[of_kind[candidates] & ~self.is_moved[candidates]])
         found.append(np.fromiter(self.moved, dtype=np.int64, count=len(self.moved)))
         runs = np.concatenate(found)
         if self.longest > DAY_BINS:  # the turns' stretches overlap: a run found twice
@@ -213,10 +214,8 @@ def lower_peak(
     peak weigh less than where it is. Every minute weighs one at first; when no run can move,
     the minutes at the peak weigh one more (the breakout method): a plan stuck with a few
     minutes at the peak, where every move would only put the peak elsewhere, is made to trade
-    them for minutes that have been at the peak less. Moving runs one below the peak while it
-    sat on the same minutes, and stepping sideways at random, left 500- and 2,000-schedule
-    fleets a run above their bound after 40 s; weighing the minutes reached it in under a
-    second. Returns how many moves it made."""
+    them for minutes that have been at the peak less, instead of circling the same minutes.
+    Returns how many moves it made."""
     rng = np.random.default_rng(seed)
     start = slots // BIN_S
     runs = _Covering(start, lengths, days == DAILY)
@@ -274,8 +273,7 @@ def raise_on_day_share(
     one does), goes where on its day it fills the fewest minutes above the target; `lower_peak`
     then has `repair_s` seconds to get the load back under it, moving runs on their day only
     within it. If it cannot, all is put back as it was. The plans this follows keep the load
-    under the cap first, and near the bound their share falls short of the LP's: 1,000 evenly
-    spread schedules at their bound from 94.8% to 99.7% in under a second (the LP: 100%)."""
+    under the cap first, and near the bound their share falls short of the LP's."""
     rng = np.random.default_rng(seed)
     weekly = np.flatnonzero(days != DAILY)
     on_day = on_their_day(days[weekly], slots[weekly])
@@ -300,7 +298,7 @@ def raise_on_day_share(
                 int(slots[i]) // BIN_S,
                 target,
                 rng,
-                _KEPT,
+                _STAY_ON_DAY_COST,
             )
             if start is None:
                 continue
@@ -308,7 +306,14 @@ def raise_on_day_share(
             attempts += 1
             if load.max() > target + 1e-9:
                 lower_peak(
-                    load, days, lengths, slots, repair_s, target, seed=attempts, off_day_cost=_KEPT
+                    load,
+                    days,
+                    lengths,
+                    slots,
+                    repair_s,
+                    target,
+                    seed=attempts,
+                    off_day_cost=_STAY_ON_DAY_COST,
                 )
             now_on = on_their_day(days[weekly], slots[weekly])
             if load.max() <= target + 1e-9 and now_on.sum() > on_day.sum():
