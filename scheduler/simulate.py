@@ -225,9 +225,15 @@ def _in_a_writable_folder(
 
 def _plot_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     value = _in_a_writable_folder(ctx, param, value)
+    if value is not None:
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+        except ImportError:
+            # matplotlib comes with the `local` extra, which a production image leaves out.
+            raise click.BadParameter(
+                "drawing needs matplotlib: install scheduled-images[local]"
+            ) from None
     if value is not None and value.suffix:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
         formats = FigureCanvasAgg.get_supported_filetypes()
         if value.suffix[1:].lower() not in formats:
             raise click.BadParameter(
