@@ -36,6 +36,9 @@ _TENANT_ID = re.compile(r"^[^\x00-\x1f\x7f/]{1,255}$")
 # are imported (in create_app): then the document says 400 as well.
 Blueprint.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
 
+# The endpoints whose writes carry a JSON body: anything else is answered 415.
+JSON_BODIES = frozenset({"schedules.ServerSchedule", "webhooks.TenantWebhook"})
+
 REQUESTS = Counter(
     "si_api_requests_total", "API requests answered", ["method", "endpoint", "status"]
 )
@@ -99,11 +102,11 @@ def create_app(
     )
 
     api = ServiceApi(app)
-    from api import admin, health, runs, schedules
+    from api import admin, health, runs, schedules, webhooks
 
     app.register_blueprint(docs.assets)
-    install_limits(app, settings, [schedules.blp, runs.blp])
-    for blueprint in (schedules.blp, runs.blp, admin.blp, health.blp):
+    install_limits(app, settings, [schedules.blp, runs.blp, webhooks.blp])
+    for blueprint in (schedules.blp, runs.blp, webhooks.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     _install_request_hooks(app)
     if settings.api_metrics_port:
@@ -136,7 +139,7 @@ def _install_request_hooks(app: Flask) -> None:
             # What API.md answers for a server that does not exist, which this cannot be.
             errors.abort(404, f"Specified instance {server_id} could not be found.")
         if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0:
-            needs_json = request.endpoint == "schedules.ServerSchedule"
+            needs_json = request.endpoint in JSON_BODIES
             if needs_json and request.mimetype != "application/json":
                 errors.abort(415, "Content-Type must be application/json")
 
