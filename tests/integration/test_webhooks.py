@@ -474,3 +474,15 @@ def test_the_secret_is_never_logged(
     out, err = capfd.readouterr()
     assert caplog.records and SECRET not in caplog.text
     assert SECRET not in out + err
+
+
+def test_a_failed_statement_does_not_carry_the_secret_into_its_error(sessions) -> None:
+    """Errors are logged with their tracebacks: the values bound into a statement stay out."""
+    _hook(sessions, "tenant-a", PUBLIC_URL)
+    with pytest.raises(sa.exc.IntegrityError) as failed, transaction(sessions) as session:
+        session.execute(
+            sa.insert(Webhook).values(
+                tenant_id="tenant-a", url=PUBLIC_URL, secret=SECRET, created_at=NOW, updated_at=NOW
+            )
+        )
+    assert "webhooks" in str(failed.value) and SECRET not in str(failed.value)
