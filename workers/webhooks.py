@@ -29,6 +29,8 @@ BATCH = 20
 PARALLEL = 8
 #: Longest a reason for a failed attempt is kept, for the deliveries listing.
 ERROR_CHARS = 300
+#: The certificate authorities a receiver's certificate must chain to (requests' own).
+CA_BUNDLE = certifi.where()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +117,7 @@ def _send(destination: Destination, body: bytes, headers: dict[str, str], timeou
             server_hostname=destination.host,
             assert_hostname=destination.host,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
+            ca_certs=CA_BUNDLE,
         )
         pool_class: type[urllib3.HTTPConnectionPool] = urllib3.HTTPSConnectionPool
     else:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from api import create_app
 from common import outbox, schedules
 from common.db import transaction
-from common.models import Run, Webhook, WebhookEvent
+from common.models import Run, Webhook, WebhookAttempt, WebhookEvent
 from common.runs import IllegalTransition, RunState, end, move, moving, request_run
 from scheduler import tick
 from scheduler.admission import admit_waiting_runs
@@ -417,6 +419,50 @@ def test_delivery_connects_to_the_checked_address_not_a_new_lookup(
     rt.clock.advance(3600)
     assert webhooks.deliver_due(rt, 10, resolver) == webhooks.Delivered(delivered=1)
     assert receiver.received[0].headers["host"] == f"hooks.example.test:{receiver.port}"
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Path) -> Iterator[tuple[WebhookReceiver, str]]:
+    """A receiver over https with a certificate of its own for hooks.example.test."""
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", key, "-out", cert, "-subj", "/CN=hooks.example.test"]
+        + ["-addext", "subjectAltName=DNS:hooks.example.test"],
+        check=True,
+        capture_output=True,
+    )
+    running = WebhookReceiver(SECRET, tls=(cert, key))
+    yield running, cert
+    running.stop()
+    assert running.problems == []
+
+
+@pytest.mark.parametrize(
+    ("host", "trusted", "outcome"),
+    [
+        ("hooks.example.test", True, "delivered"),
+        ("hooks.example.test", False, "certificate verify failed"),
+        ("other.example.test", True, "match"),
+    ],
+)
+def test_https_checks_the_certificate_of_the_urls_host_at_the_checked_address(
+    sessions, settings, cloud, tls_receiver, monkeypatch, host: str, trusted: bool, outcome: str
+) -> None:
+    receiver, cert = tls_receiver
+    if trusted:
+        monkeypatch.setattr(webhooks, "CA_BUNDLE", cert)
+    _ended_run_event(sessions, settings, cloud, f"https://{host}:{receiver.port}/hook")
+    rt = _delivery_runtime(settings, sessions, cloud, Clock(NOW + dt.timedelta(hours=1)))
+    webhooks.deliver_due(rt, 10, lambda host, port: ["127.0.0.1"])
+    with sessions() as session:
+        attempt = session.scalars(sa.select(WebhookAttempt)).one()
+    if outcome == "delivered":
+        assert attempt.status_code == 200 and len(receiver.events()) == 1
+        assert receiver.received[0].headers["host"] == f"{host}:{receiver.port}"
+    else:
+        assert attempt.status_code is None and outcome in attempt.error, attempt.error
+        assert receiver.received == []
 
 
 def test_a_killed_workers_claim_comes_back_after_its_lease(

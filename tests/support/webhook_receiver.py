@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +32,9 @@ class WebhookReceiver:
     """A threaded HTTP server on 127.0.0.1. `answers` are the statuses of the next POSTs, in
     order (then 200); a 3xx points at /elsewhere on the same server."""
 
-    def __init__(self, secret: str, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, secret: str, delay_s: float = 0.0, tls: tuple[str, str] | None = None
+    ) -> None:
         self.secret = secret
         self.delay_s = delay_s
         self.answers: list[int] = []
@@ -41,6 +44,10 @@ class WebhookReceiver:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
