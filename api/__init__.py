@@ -21,6 +21,7 @@ from common.clock import utcnow
 from common.compute import make_driver
 from common.compute.base import ComputeDriver
 from common.db import is_outage, make_engine, make_read_session_factory, make_session_factory
+from common.destinations import Resolver, resolve
 from common.ids import is_uuid
 from common.logging import clear
 from common.settings import Settings
@@ -67,6 +68,7 @@ def create_app(
     compute: ComputeDriver | None = None,
     auth: AuthBackend | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    resolver: Resolver = resolve,
 ) -> Flask:
     app = Flask("scheduled_images")
     app.config.update(
@@ -95,6 +97,7 @@ def create_app(
     app.extensions["compute"] = compute or make_driver(settings, sessions)
     app.extensions["auth"] = auth or make_auth_backend(settings)
     app.extensions["clock"] = clock
+    app.extensions["resolver"] = resolver
     app.extensions["planned_load"] = PlannedLoad()
     # Without a broker (`scheduled-images api` alone) rebalance jobs wait for the tick to send them.
     app.extensions["publisher"] = (

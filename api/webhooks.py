@@ -6,7 +6,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.context import now, read_sessions, sessions, settings
+from api.context import now, read_sessions, resolver, sessions, settings
 from api.errors import abort
 from api.pagination import last, page
 from api.schemas import DeliveriesResponse, DeliveryPageArgs, WebhookRequest, WebhookResponse
@@ -66,7 +66,7 @@ class TenantWebhook(MethodView):
         """Set the tenant's webhook: its URL and the secret that signs each event."""
         wanted = body["webhook"]
         try:
-            check_destination(wanted["url"], settings().webhook_allow_private)
+            check_destination(wanted["url"], settings().webhook_allow_private, resolver())
         except RefusedDestination as refused:
             abort(400, f"webhook.url: {refused}")
         with transaction(sessions()) as session:

@@ -101,6 +101,10 @@ def check_destination(url: str, allow_private: bool, resolver: Resolver = resolv
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise RefusedDestination(f"the scheme must be http or https, not {scheme or 'none'!r}")
+    if parts.username is not None or parts.password is not None:
+        # They would be sent nowhere (events are authenticated by their signature), and
+        # answered back by GET: a password has no place in it.
+        raise RefusedDestination("the URL must not carry a user or password")
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise RefusedDestination("the URL has no host")

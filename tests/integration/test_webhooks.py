@@ -126,6 +126,7 @@ def test_the_openapi_document_describes_the_webhook_and_hides_the_secret(alice) 
         ("file:///etc/passwd", "scheme"),
         ("javascript:alert(1)", "scheme"),
         ("https:///no-host", "no host"),
+        ("https://user:pw@1.1.1.1/hook", "user or password"),
     ],
 )
 def test_a_url_the_service_may_not_reach_is_refused_and_nothing_changes(
