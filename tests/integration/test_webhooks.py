@@ -533,3 +533,18 @@ def test_a_failed_statement_does_not_carry_the_secret_into_its_error(sessions) -
             )
         )
     assert "webhooks" in str(failed.value) and SECRET not in str(failed.value)
+
+
+def test_old_finished_events_are_trimmed_with_their_attempts(
+    sessions, settings, cloud, receiver
+) -> None:
+    event = _ended_run_event(sessions, settings, cloud, receiver.url)
+    rt = _delivery_runtime(settings, sessions, cloud, Clock(event.created_at))
+    webhooks.deliver_due(rt, budget_s=10)
+    keep_days = settings.run_history_days
+    for days, left in ((keep_days - 1, 1), (keep_days + 1, 0)):
+        with transaction(sessions) as session:
+            outbox.trim_finished(session, event.created_at + dt.timedelta(days=days), keep_days)
+        with sessions() as session:
+            assert len(session.scalars(sa.select(WebhookEvent)).all()) == left
+            assert len(session.scalars(sa.select(WebhookAttempt)).all()) == left

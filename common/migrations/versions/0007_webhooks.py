@@ -52,6 +52,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_events_tenant", "webhook_events", ["tenant_id", "created_at"], unique=False
     )
+    op.create_index(
+        "ix_webhook_events_finished_at", "webhook_events", ["finished_at"], unique=False
+    )
     op.create_table(
         "webhook_attempts",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
