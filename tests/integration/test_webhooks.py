@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from api import create_app
 from common import outbox, schedules
+from common.compute.simulated import SimulatedDriver
 from common.db import transaction
 from common.models import Run, Webhook, WebhookAttempt, WebhookEvent
 from common.runs import IllegalTransition, RunState, end, move, moving, request_run
@@ -201,15 +202,20 @@ def _server_with_schedule(sessions, cloud, tenant: str = "tenant-a", fault=None)
 
 
 def _saving_run(sessions, settings, cloud, tenant: str = "tenant-a") -> tuple[int, Runtime]:  # type: ignore[no-untyped-def]
-    """A run whose image is being made; the runtime's clock is past the image's end."""
+    """A run whose image is being made at NOW; the runtime it returns, and its cloud, are five
+    minutes on, past the image's end (the simulated cloud's times follow its own clock)."""
     server = _server_with_schedule(sessions, cloud, tenant)
     with transaction(sessions) as session:
         run_id = request_run(session, tenant, server, NOW).id
     with transaction(sessions) as session:
         admit_waiting_runs(session, cap=10, now=NOW, lease_s=30, run_timeout_s=600)
-    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW + dt.timedelta(minutes=5))
-    steps.create_image(rt, run_id)
-    return run_id, rt
+
+    def at(moment: dt.datetime) -> Runtime:
+        clock = lambda: moment  # noqa: E731
+        return Runtime(settings, sessions, SimulatedDriver(sessions, 0.01, clock), clock)
+
+    steps.create_image(at(NOW), run_id)
+    return run_id, at(NOW + dt.timedelta(minutes=5))
 
 
 def _events(sessions) -> list[WebhookEvent]:  # type: ignore[no-untyped-def]
