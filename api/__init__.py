@@ -21,6 +21,7 @@ from common.clock import utcnow
 from common.compute import make_driver
 from common.compute.base import ComputeDriver
 from common.db import is_outage, make_engine, make_read_session_factory, make_session_factory
+from common.destinations import Resolver, resolve
 from common.ids import is_uuid
 from common.logging import clear
 from common.settings import Settings
@@ -35,6 +36,9 @@ _TENANT_ID = re.compile(r"^[^\x00-\x1f\x7f/]{1,255}$")
 # blueprint and read when a view declares its arguments, so it is set before the blueprints
 # are imported (in create_app): then the document says 400 as well.
 Blueprint.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
+
+# The endpoints whose writes carry a JSON body: anything else is answered 415.
+JSON_BODIES = frozenset({"schedules.ServerSchedule", "webhooks.TenantWebhook"})
 
 REQUESTS = Counter(
     "si_api_requests_total", "API requests answered", ["method", "endpoint", "status"]
@@ -64,6 +68,7 @@ def create_app(
     compute: ComputeDriver | None = None,
     auth: AuthBackend | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    resolver: Resolver = resolve,
 ) -> Flask:
     app = Flask("scheduled_images")
     app.config.update(
@@ -92,6 +97,7 @@ def create_app(
     app.extensions["compute"] = compute or make_driver(settings, sessions)
     app.extensions["auth"] = auth or make_auth_backend(settings)
     app.extensions["clock"] = clock
+    app.extensions["resolver"] = resolver
     app.extensions["planned_load"] = PlannedLoad()
     # Without a broker (`scheduled-images api` alone) rebalance jobs wait for the tick to send them.
     app.extensions["publisher"] = (
@@ -99,12 +105,12 @@ def create_app(
     )
 
     api = ServiceApi(app)
-    from api import admin, health, images, runs, schedules
+    from api import admin, health, images, runs, schedules, webhooks
 
     app.register_blueprint(docs.assets)
     # Only blueprints with writes: images.blp only reads, so it has nothing to limit.
-    install_limits(app, settings, [schedules.blp, runs.blp])
-    for blueprint in (schedules.blp, runs.blp, images.blp, admin.blp, health.blp):
+    install_limits(app, settings, [schedules.blp, runs.blp, webhooks.blp])
+    for blueprint in (schedules.blp, runs.blp, images.blp, webhooks.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     _install_request_hooks(app)
     if settings.api_metrics_port:
@@ -137,7 +143,7 @@ def _install_request_hooks(app: Flask) -> None:
             # What API.md answers for a server that does not exist, which this cannot be.
             errors.abort(404, f"Specified instance {server_id} could not be found.")
         if request.method in ("POST", "PUT", "PATCH") and request.content_length != 0:
-            needs_json = request.endpoint == "schedules.ServerSchedule"
+            needs_json = request.endpoint in JSON_BODIES
             if needs_json and request.mimetype != "application/json":
                 errors.abort(415, "Content-Type must be application/json")
 

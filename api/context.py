@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import orm
 
 from common.compute.base import ComputeDriver
+from common.destinations import Resolver
 from common.settings import Settings
 from scheduler.fleet_plan import PlannedLoad
 
@@ -32,6 +33,11 @@ def settings() -> Settings:
 
 def now() -> dt.datetime:
     return current_app.extensions["clock"]()
+
+
+def resolver() -> Resolver:
+    """How this app resolves a webhook's host to the addresses it checks."""
+    return current_app.extensions["resolver"]
 
 
 def planned_load() -> PlannedLoad:

@@ -10,7 +10,6 @@ from api.pagination import last, page
 from api.schemas import RunPageArgs, RunResponse, RunsResponse
 from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import runs
-from common.clock import iso_z, iso_z_or_none
 from common.db import transaction
 from common.models import Run
 
@@ -23,19 +22,7 @@ blp = Blueprint(
 
 
 def run_body(run: Run) -> dict:
-    return {
-        "id": run.id,
-        "trigger": run.trigger,
-        "scheduled_for": iso_z(run.scheduled_for),
-        "started_at": iso_z_or_none(run.started_at),
-        "finished_at": iso_z_or_none(run.finished_at),
-        "state": run.state,
-        "image_id": run.image_id,
-        "attempts": run.attempts,
-        # The tenant's view: a reason and a sentence, never the cloud's own text, which can
-        # name its internal endpoints. Operators read the full text through /admin/v1.
-        "error": runs.tenant_error(run.reason, run.error),
-    }
+    return runs.public_fields(run)
 
 
 blp.before_request(authorize_request)

@@ -324,3 +324,103 @@ class RebalanceJobOut(ma.Schema):
     )
     summary = fields.Nested(RebalanceOut, allow_none=True)
     error = fields.String(allow_none=True)
+
+
+class WebhookIn(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={
+            "description": "Where events are POSTed: http or https, on a host that resolves to "
+            "public addresses only (loopback and private ones too where the operator allows "
+            "them; link-local and metadata addresses never).",
+            "format": "uri",
+        },
+    )
+    secret = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=16, max=256),
+        metadata={
+            "description": "16 to 256 characters: the key of the `X-SI-Signature` header, "
+            "`sha256=<hex HMAC-SHA256 of the body>`. Never answered back.",
+            "writeOnly": True,
+        },
+    )
+
+
+class WebhookRequest(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    webhook = fields.Nested(WebhookIn, required=True)
+
+
+class WebhookOut(ma.Schema):
+    url = fields.String(required=True, metadata={"description": "Where events are POSTed."})
+    created_at = fields.String(required=True, metadata={"description": "When it was first set."})
+    updated_at = fields.String(required=True, metadata={"description": "When it was last set."})
+
+
+class WebhookResponse(ma.Schema):
+    webhook = fields.Nested(
+        WebhookOut,
+        required=True,
+        metadata={
+            "description": "The tenant's webhook. Each run that ends is POSTed to it as a "
+            "CloudEvents 1.0 structured JSON event (`run.succeeded`, `run.failed`), signed, and "
+            "retried with back-off for 24 hours until a 2xx; redirects are not followed."
+        },
+    )
+
+
+class DeliveryOut(ma.Schema):
+    id = fields.Integer(required=True, metadata={"description": "The attempt's id (a marker)."})
+    event_id = fields.String(
+        required=True,
+        metadata={"format": "uuid", "description": "The event's CloudEvents `id`."},
+    )
+    type = fields.String(
+        required=True, metadata={"description": "The event's type, e.g. `run.succeeded`."}
+    )
+    time = fields.String(required=True, metadata={"description": "When the attempt was made."})
+    status_code = fields.Integer(
+        allow_none=True,
+        metadata={"description": "What the receiver answered; null when nothing was answered."},
+    )
+    error = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Why the attempt failed without an answer (timeout, refused "
+            "address...); null when the receiver answered."
+        },
+    )
+    attempts = fields.Integer(
+        required=True, metadata={"description": "The event's attempts so far, this one included."}
+    )
+    delivered = fields.Boolean(required=True, metadata={"description": "Answered with a 2xx."})
+
+
+class DeliveryPageArgs(RunPageArgs):
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=1000),
+        metadata={"description": "Attempts per page, 1 to 1000."},
+    )
+    marker = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=2**62),
+        metadata={"description": "The id of the last attempt of the previous page."},
+    )
+
+
+class DeliveriesResponse(ma.Schema):
+    deliveries = fields.List(
+        fields.Nested(DeliveryOut),
+        required=True,
+        metadata={"description": "The tenant's delivery attempts, newest first."},
+    )
+    deliveries_links = fields.List(fields.Nested(Link))

@@ -19,7 +19,9 @@ _READ_ENGINES: weakref.WeakKeyDictionary[sa.Engine, sa.Engine] = weakref.WeakKey
 def make_engine(url: str | sa.URL, **kwargs: object) -> sa.Engine:
     # pool_pre_ping lets every process ride out a database restart: a dead pooled
     # connection is replaced on checkout instead of failing the first request after it.
-    options: dict[str, object] = {"pool_pre_ping": True}
+    # hide_parameters: a statement's error (logged with its traceback) must not carry the values
+    # bound into it, among them webhook secrets and tokens.
+    options: dict[str, object] = {"pool_pre_ping": True, "hide_parameters": True}
     if "poolclass" not in kwargs:
         options.update(pool_size=5, max_overflow=10)
     options.update(kwargs)

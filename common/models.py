@@ -270,3 +270,100 @@ class Rebalance(Base):
         ),
         sa.Index("ix_rebalances_requested_at", "requested_at"),
     )
+
+
+# Webhook event states. Pending: waiting for its next attempt (or being attempted).
+EVENT_PENDING = "pending"
+EVENT_DELIVERED = "delivered"
+EVENT_GAVE_UP = "gave_up"
+EVENT_STATES = (EVENT_PENDING, EVENT_DELIVERED, EVENT_GAVE_UP)
+
+
+class Webhook(Base):
+    """A tenant's one webhook: where its events go, and the key that signs them."""
+
+    __tablename__ = "webhooks"
+
+    tenant_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), primary_key=True)
+    url: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
+    # A shared HMAC key, so it is kept as given (a hash could not sign); never answered or
+    # logged. The repr below leaves it out of tracebacks.
+    secret: orm.Mapped[str] = orm.mapped_column(sa.String(256), nullable=False)
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    updated_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+
+    def __repr__(self) -> str:
+        return f"Webhook(tenant_id={self.tenant_id!r}, url={self.url!r})"
+
+
+class WebhookEvent(Base):
+    """The outbox: an event to deliver, written in the transaction that caused it.
+
+    Its body is built once, so every attempt sends the same bytes under the same event id.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: orm.Mapped[uuid.UUID] = orm.mapped_column(postgresql.UUID(as_uuid=True), primary_key=True)
+    tenant_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    type: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False)
+    # The CloudEvent, JSON text as sent (and signed).
+    body: orm.Mapped[str] = orm.mapped_column(sa.Text, nullable=False)
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(16), nullable=False, default=EVENT_PENDING)
+    # Pending: not attempted before this. A claimed event's is pushed a lease ahead, so the
+    # claim of a worker killed mid-delivery runs out and the event comes back. NULL once final.
+    next_attempt_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False, default=0)
+    finished_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in EVENT_STATES) + ")", name="state_known"
+        ),
+        sa.Index(
+            "ix_webhook_events_due",
+            "next_attempt_at",
+            postgresql_where=sa.text("state = 'pending'"),
+        ),
+        sa.Index("ix_webhook_events_tenant", "tenant_id", "created_at"),
+        # The trim of old delivered and given-up events, at every delivery task: a range.
+        sa.Index("ix_webhook_events_finished_at", "finished_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One try at delivering an event: what the receiver answered, or why nothing was sent."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    event_id: orm.Mapped[uuid.UUID] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True),
+        sa.ForeignKey("webhook_events.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+    tenant_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    type: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False)
+    attempted_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    # The event's attempts so far, this one included.
+    attempt: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False)
+    status_code: orm.Mapped[int | None] = orm.mapped_column(sa.Integer, nullable=True)
+    error: orm.Mapped[str | None] = orm.mapped_column(sa.Text, nullable=True)
+
+    __table_args__ = (
+        sa.Index("ix_webhook_attempts_tenant_id", "tenant_id", "id"),
+        sa.Index("ix_webhook_attempts_event_id", "event_id"),
+    )

@@ -7,6 +7,9 @@ under the cap, CREATING while a worker asks the cloud for the image, SAVING whil
 follow the image, and ends DONE, FAILED, TIMED_OUT, SKIPPED or CANCELLED; a failed attempt or
 a busy server sends it back to PENDING. A run that ends without an image carries a `reason`
 code beside its free-text `error`: metrics label by the code, people read the text.
+
+Every end of a run is announced to its tenant's webhook by an event written in the
+transaction that ends it (`end`, `end_matching`): no other path may put a run in a final state.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from common import outbox
+from common.clock import iso_z, iso_z_or_none
 from common.models import Run, Schedule
 from common.run_state import (
     FINAL,
@@ -151,6 +157,24 @@ def tenant_error(reason: str | None, error: str | None) -> str | None:
     return f"{code.value}: {sentence}"
 
 
+def public_fields(run: Any) -> dict[str, Any]:
+    """A run as its tenant sees it (the API's answers, webhook events): a Run, or a row of
+    the same columns."""
+    return {
+        "id": run.id,
+        "trigger": run.trigger,
+        "scheduled_for": iso_z(run.scheduled_for),
+        "started_at": iso_z_or_none(run.started_at),
+        "finished_at": iso_z_or_none(run.finished_at),
+        "state": str(run.state),
+        "image_id": run.image_id,
+        "attempts": run.attempts,
+        # The tenant's view: a reason and a sentence, never the cloud's own text, which can
+        # name its internal endpoints. Operators read the full text through /admin/v1.
+        "error": tenant_error(run.reason, run.error),
+    }
+
+
 def open_manual_run(session: orm.Session, tenant_id: str, server_id: str) -> Run | None:
     """The server's run-now that has not ended, if there is one (the database allows one)."""
     return session.scalar(
@@ -224,7 +248,13 @@ def recorded_image_ids(
 
 
 def move(run: Run, target: RunState) -> None:
-    """Put a loaded (and locked) run in `target`, as TRANSITIONS allows."""
+    """Put a loaded (and locked) run in `target`, as TRANSITIONS allows; a final state only
+    through `end`, which announces it."""
+    _refuse_final(target)
+    _move(run, target)
+
+
+def _move(run: Run, target: RunState) -> None:
     if target not in TRANSITIONS[RunState(run.state)]:
         raise IllegalTransition(f"run {run.id}: {run.state} -> {target}")
     run.state = target
@@ -236,7 +266,20 @@ def moving(
     """UPDATE runs SET state = target WHERE state IN (the states allowed to move to target).
 
     `only_from` narrows the sources to some of those; `where` adds the caller's conditions.
+    A final state only through `end_matching`, which announces it.
     """
+    _refuse_final(target)
+    return _moving(target, *where, only_from=only_from)
+
+
+def _refuse_final(target: RunState) -> None:
+    if target in FINAL:
+        raise IllegalTransition(f"{target} is final: end runs through end or end_matching")
+
+
+def _moving(
+    target: RunState, *where: sa.ColumnElement[bool], only_from: Iterable[RunState] = ()
+) -> sa.Update:
     allowed = sources(target)
     narrowed = tuple(only_from) or allowed
     if not set(narrowed) <= set(allowed):
@@ -255,27 +298,79 @@ def in_states(states: frozenset[RunState]) -> sa.ColumnElement[bool]:
 def end(
     run: Run, target: RunState, now: dt.datetime, reason: Reason | None, error: str | None
 ) -> None:
-    """End a loaded run: its final state, when, and (failing) why, as code and as text."""
-    move(run, target)
+    """End a loaded run: its final state, when, and (failing) why, as code and as text.
+
+    Its webhook event is written in the run's own session, so it commits, or rolls back,
+    with the end.
+    """
+    session = orm.object_session(run)
+    if session is None:
+        raise RuntimeError(f"run {run.id} ends outside a session: its event would be lost")
+    _move(run, target)
     run.finished_at = now
     run.lease_until = None
     if error is not None:
         run.error = error
     if reason is not None:
         run.reason = reason
+    announce_ended(session, [run], now)
 
 
-def ending(
+#: What an UPDATE that ends runs returns: the run's public fields, and its tenant and server.
+_ENDED_COLUMNS = (
+    Run.id,
+    Run.tenant_id,
+    Run.server_id,
+    Run.trigger,
+    Run.scheduled_for,
+    Run.started_at,
+    Run.finished_at,
+    Run.state,
+    Run.image_id,
+    Run.attempts,
+    Run.reason,
+    Run.error,
+)
+
+
+def end_matching(
+    session: orm.Session,
     target: RunState,
     now: dt.datetime,
     reason: Reason | sa.ColumnElement[str],
     error: str | sa.ColumnElement[str],
     *where: sa.ColumnElement[bool],
     only_from: Iterable[RunState] = (),
-) -> sa.Update:
-    """The UPDATE that ends every run matching `where`, as `end` ends one loaded run."""
-    return moving(target, *where, only_from=only_from).values(
+) -> list[sa.Row]:
+    """End every run matching `where`, as `end` ends one loaded run, in one statement;
+    returns the ended runs' rows (`_ENDED_COLUMNS`)."""
+    statement = _moving(target, *where, only_from=only_from).values(
         finished_at=now, lease_until=None, error=error, reason=reason
+    )
+    ended = session.execute(
+        statement.returning(*_ENDED_COLUMNS),
+        execution_options={"synchronize_session": "fetch"},
+    ).all()
+    announce_ended(session, ended, now)
+    return ended
+
+
+def announce_ended(session: orm.Session, ended: Sequence[Any], now: dt.datetime) -> None:
+    """Write the webhook event of each ended run whose tenant has a webhook."""
+    hooked = outbox.hooked_tenants(session, {run.tenant_id for run in ended})
+    events = [run_event(run) for run in ended if run.tenant_id in hooked]
+    outbox.add_events(session, events, now)
+
+
+def run_event(run: Any) -> outbox.NewEvent:
+    """The event of an ended run: `run.succeeded` with its image, else `run.failed`."""
+    return outbox.NewEvent(
+        tenant_id=run.tenant_id,
+        type=outbox.RUN_SUCCEEDED if run.state == RunState.DONE else outbox.RUN_FAILED,
+        source=f"/v2/{run.tenant_id}/servers/{run.server_id}/rax-si-image-schedule",
+        subject=f"runs/{run.id}",
+        time=run.finished_at,
+        data={"tenant_id": run.tenant_id, "server_id": run.server_id, "run": public_fields(run)},
     )
 
 
@@ -310,15 +405,13 @@ def time_out(
     The tick calls it for every such run its lock reaches, a poll for a run it holds.
     Returns (tenant, server) pairs whose retention should run.
     """
-    timed_out = session.execute(
-        ending(
-            RunState.TIMED_OUT,
-            now,
-            Reason.TIMED_OUT,
-            sa.func.coalesce(Run.error + "; ", "") + TIMED_OUT_ERROR,
-            past_deadline(now),
-            *where,
-        ).returning(Run.tenant_id, Run.server_id),
-        execution_options={"synchronize_session": "fetch"},
+    timed_out = end_matching(
+        session,
+        RunState.TIMED_OUT,
+        now,
+        Reason.TIMED_OUT,
+        sa.func.coalesce(Run.error + "; ", "") + TIMED_OUT_ERROR,
+        past_deadline(now),
+        *where,
     )
-    return [(tenant_id, server_id) for tenant_id, server_id in timed_out]
+    return [(run.tenant_id, run.server_id) for run in timed_out]

@@ -125,6 +125,13 @@ def rate_limit(name: str, raw: str, _earlier: Mapping[str, Any]) -> str:
     return raw
 
 
+def boolean(name: str, raw: str, _earlier: Mapping[str, Any]) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{name} must be true or false, not {raw!r}")
+    return value in ("true", "1", "yes")
+
+
 def id_list(_name: str, raw: str, _earlier: Mapping[str, Any]) -> tuple[str, ...]:
     """Comma-separated ids, blanks dropped."""
     return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -295,6 +302,33 @@ class Settings:
         "604800",
         "Seconds a schedule of a vanished server is kept.",
         parse=integer(),
+    )
+    webhook_allow_private: bool = setting(
+        "false",
+        "Let webhooks reach loopback and private (RFC 1918, unique-local) addresses, for a "
+        "private cloud. Link-local and metadata addresses are refused always.",
+        parse=boolean,
+    )
+    webhook_timeout_s: float = setting(
+        "5",
+        "Seconds a webhook receiver has to connect and answer before the attempt fails.",
+        parse=number,
+    )
+    webhook_retry_delay_s: float = setting(
+        "30",
+        "Seconds before the first retry of an event not delivered; each later retry waits twice "
+        "as long, up to WEBHOOK_RETRY_MAX_DELAY_S.",
+        parse=number,
+    )
+    webhook_retry_max_delay_s: float = setting(
+        "3600",
+        "Longest wait between two attempts at a webhook event.",
+        parse=number,
+    )
+    webhook_give_up_s: float = setting(
+        "86400",
+        "Seconds after an event that its last attempt is made; then it is given up.",
+        parse=number,
     )
     log_format: str = setting(
         "json",

@@ -34,7 +34,14 @@ from common.secret_files import write_private
 from common.settings import Settings
 from common.settings_cli import load_settings
 from scheduled_images.process_group import Child, ProcessGroup, StopSignals
-from workers.celery_app import CREATE_QUEUE, PLAN_QUEUE, POLL_QUEUE, RETENTION_QUEUE, TICK_QUEUE
+from workers.celery_app import (
+    CREATE_QUEUE,
+    PLAN_QUEUE,
+    POLL_QUEUE,
+    RETENTION_QUEUE,
+    TICK_QUEUE,
+    WEBHOOK_QUEUE,
+)
 from workers.flower_cli import flower_basic_auth
 
 DEMO_TENANT = "demo"
@@ -53,6 +60,7 @@ POOLS = (
     (POLL_QUEUE, 1),
     (RETENTION_QUEUE, 1),
     (PLAN_QUEUE, 1),
+    (WEBHOOK_QUEUE, 1),
 )
 API_START_TIMEOUT_S = 60.0
 #: Celery's warning (a UserWarning) that a worker runs as root, hidden by message: the

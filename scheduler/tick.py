@@ -20,7 +20,7 @@ from common.runs import (
     NewRun,
     Reason,
     RunState,
-    ending,
+    end_matching,
     in_states,
     make_runs,
     past_deadline,
@@ -95,14 +95,13 @@ def skip_missed_runs(session: orm.Session, now: dt.datetime) -> int:
         else_=Reason.MISSED_WINDOW.value,
     )
     error = sa.func.coalesce(Run.error, "not admitted") + "; skipped: its period has passed"
-    return session.execute(
-        ending(RunState.SKIPPED, now, reason, error, Run.start_by < now)
-    ).rowcount
+    return len(end_matching(session, RunState.SKIPPED, now, reason, error, Run.start_by < now))
 
 
 def cancel_orphaned_runs(session: orm.Session, now: dt.datetime) -> int:
     """Pending runs whose schedule was disabled are cancelled."""
-    statement = ending(
+    cancelled = end_matching(
+        session,
         RunState.CANCELLED,
         now,
         Reason.SCHEDULE_DISABLED,
@@ -110,7 +109,7 @@ def cancel_orphaned_runs(session: orm.Session, now: dt.datetime) -> int:
         Run.schedule_id.is_(None),
         only_from=(RunState.PENDING,),
     )
-    return session.execute(statement).rowcount
+    return len(cancelled)
 
 
 def lost_creates(

@@ -17,7 +17,9 @@ RETENTION_QUEUE = "retention"
 # Rebalances: a minute of CPU and memory each, one at a time, kept off the tick and the
 # creates that must not wait behind one.
 PLAN_QUEUE = "plan"
-QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, PLAN_QUEUE)
+# Webhook deliveries: posts to tenants' receivers, which may be slow, kept off the pipeline.
+WEBHOOK_QUEUE = "webhook"
+QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, PLAN_QUEUE, WEBHOOK_QUEUE)
 # Shared with the API's publisher (workers/publisher.py), which sends without `configure`.
 TASK_ROUTES = {
     "si.tick": {"queue": TICK_QUEUE},
@@ -25,6 +27,7 @@ TASK_ROUTES = {
     "si.check_images": {"queue": POLL_QUEUE},
     "si.prune_server": {"queue": RETENTION_QUEUE},
     "si.rebalance": {"queue": PLAN_QUEUE},
+    "si.deliver_webhooks": {"queue": WEBHOOK_QUEUE},
 }
 
 # Tasks are short (a create call bounded by the compute timeout, a batch of image checks);
@@ -81,7 +84,14 @@ def configure(settings: Settings, broker_url: str) -> Celery:
                 "schedule": settings.tick_interval_s,
                 # A tick older than its interval is useless: the next one does its work.
                 "options": {"expires": max(settings.tick_interval_s * 2, 1.0)},
-            }
+            },
+            # Events wait in PostgreSQL, so a delivery message lost or expired loses nothing:
+            # the next one finds them.
+            "deliver-webhooks": {
+                "task": "si.deliver_webhooks",
+                "schedule": settings.tick_interval_s,
+                "options": {"expires": max(settings.tick_interval_s * 2, 1.0)},
+            },
         },
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

@@ -8,6 +8,7 @@ task can run twice without doing anything twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -17,13 +18,14 @@ from celery import Task
 from kombu.utils.uuid import uuid
 from sqlalchemy import exc
 
+from common import outbox
 from common.db import transaction
 from common.runs import RunState
 from common.runtime_settings import inflight_cap
 from scheduler import rebalances
 from scheduler import tick as ticking
 from scheduler.admission import admit_waiting_runs
-from workers import metrics, steps
+from workers import metrics, steps, webhooks
 from workers.celery_app import app
 from workers.runtime import Runtime, runtime
 
@@ -47,6 +49,9 @@ PUBLISH_BATCH = 500
 TICK_BUDGET_S = 20.0
 # A rebalance that finds another one re-planning looks again this much later.
 REBALANCE_BUSY_RETRY_S = 10
+#: Seconds one delivery task spends on due webhook events before it leaves the rest to the
+#: next, well inside the task's time limit.
+WEBHOOK_BUDGET_S = 60.0
 
 
 @app.task(name="si.tick", **DB_RETRY)
@@ -140,6 +145,19 @@ def rebalance(self: Task, job_id: str) -> str:
     if outcome is rebalances.Outcome.BUSY:
         raise self.retry(countdown=REBALANCE_BUSY_RETRY_S)
     return outcome.value
+
+
+@app.task(name="si.deliver_webhooks", **DB_RETRY)
+def deliver_webhooks() -> dict:
+    """Post due webhook events to their receivers; trim the old delivered and given up."""
+    rt = runtime()
+    with transaction(rt.sessions) as session:
+        outbox.trim_finished(session, rt.clock(), rt.settings.run_history_days)
+    done = webhooks.deliver_due(rt, WEBHOOK_BUDGET_S)
+    summary = dataclasses.asdict(done)
+    if any(summary.values()):
+        log.info("webhooks", extra=summary)
+    return summary
 
 
 def _follow_up(rt: Runtime, outcome: steps.Outcome) -> None:

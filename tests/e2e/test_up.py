@@ -29,7 +29,7 @@ API_METRICS = (
     "si_planned_peak_in_flight",
     "si_runs_failed",
 )
-POOLS = ("tick", "create", "poll", "retention", "plan")
+POOLS = ("tick", "create", "poll", "retention", "plan", "webhook")
 
 
 class Up:

@@ -8,6 +8,8 @@ answer 500 and must answer as its document says.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 import requests
 import schemathesis
@@ -22,11 +24,16 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from api import create_app
+from common.destinations import RefusedDestination
+from tests.conftest import ServedApp
+
 TENANT = "tenant-a"
 SCHEDULE = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule"
 SCHEDULES = "/v2/{tenant_id}/rax-si-image-schedules"
 RUNS = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/runs"
 IMAGES = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/images"
+WEBHOOK = "/v2/{tenant_id}/rax-si-webhook"
 PROBES = ["/healthz", "/readyz", "/metrics"]
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Negative cases only where there is a body or a query to spoil: the token is fixed and
@@ -42,6 +49,12 @@ FUZZED = [
     ("GET", RUNS, NEGATIVE),
     ("POST", RUNS, POSITIVE),
     ("GET", IMAGES, POSITIVE),
+    ("GET", WEBHOOK, POSITIVE),
+    ("PUT", WEBHOOK, POSITIVE),
+    ("PUT", WEBHOOK, NEGATIVE),
+    ("DELETE", WEBHOOK, POSITIVE),
+    ("GET", WEBHOOK + "/deliveries", POSITIVE),
+    ("GET", WEBHOOK + "/deliveries", NEGATIVE),
     ("GET", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", NEGATIVE),
@@ -69,6 +82,22 @@ POSITIVE_CHECKS = [
     response_schema_conformance,
 ]
 NEGATIVE_CHECKS = [*POSITIVE_CHECKS, negative_data_rejection]
+
+
+def _no_dns(host: str, port: int) -> list[str]:
+    """Addresses written as such, and no lookup of generated names: each would cost a trip to
+    the resolver, which is slow to say that a random name does not exist."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        raise RefusedDestination(f"the host {host} does not resolve") from None
+
+
+@pytest.fixture
+def api_server(settings, sessions, tokens):  # type: ignore[no-untyped-def]
+    served = ServedApp(create_app(settings, sessions=sessions, resolver=_no_dns))
+    yield served
+    served.stop()
 
 
 @pytest.fixture
