@@ -14,6 +14,7 @@ from sqlalchemy import orm
 from api.context import now, planned_load, read_sessions, sessions, settings
 from api.pagination import last, page
 from api.schemas import (
+    ErrorBody,
     ScheduleListArgs,
     ScheduleListResponse,
     ScheduleRequest,
@@ -49,6 +50,9 @@ def _schedule_body(row: schedules.ScheduleView) -> dict:
 
 
 blp.before_request(authorize_request)
+
+#: The 404 of pause and resume: one answer for a foreign server and a missing one (API.md).
+NOT_FOUND = "No schedule on the server, or no such server of the tenant's."
 
 
 @blp.route("/servers/<server_id>/rax-si-image-schedule")
@@ -124,6 +128,7 @@ def _pause_or_resume(change: Change, tenant_id: str, server_id: str) -> dict:
 @blp.route("/servers/<server_id>/rax-si-image-schedule/pause")
 class PauseSchedule(MethodView):
     @blp.response(200, ScheduleResponse)
+    @blp.alt_response(404, schema=ErrorBody, description=NOT_FOUND)
     def post(self, tenant_id: str, server_id: str) -> dict:
         """Pause the schedule (extension): no scheduled image until it is resumed.
 
@@ -136,6 +141,7 @@ class PauseSchedule(MethodView):
 @blp.route("/servers/<server_id>/rax-si-image-schedule/resume")
 class ResumeSchedule(MethodView):
     @blp.response(200, ScheduleResponse)
+    @blp.alt_response(404, schema=ErrorBody, description=NOT_FOUND)
     def post(self, tenant_id: str, server_id: str) -> dict:
         """Resume a paused schedule (extension) from its slot's next occurrence.
 

@@ -26,6 +26,8 @@ TENANT = "tenant-a"
 SCHEDULE = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule"
 SCHEDULES = "/v2/{tenant_id}/rax-si-image-schedules"
 RUNS = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/runs"
+PAUSE = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/pause"
+RESUME = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/resume"
 PROBES = ["/healthz", "/readyz", "/metrics"]
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Negative cases only where there is a body or a query to spoil: the token is fixed and
@@ -40,6 +42,8 @@ FUZZED = [
     ("GET", RUNS, POSITIVE),
     ("GET", RUNS, NEGATIVE),
     ("POST", RUNS, POSITIVE),
+    ("POST", PAUSE, POSITIVE),
+    ("POST", RESUME, POSITIVE),
     ("GET", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", NEGATIVE),

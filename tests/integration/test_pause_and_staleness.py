@@ -346,3 +346,22 @@ def test_another_tenants_pause_is_404_and_changes_nothing(alice, server, served)
     resume = bob.request("POST", bob.schedule_url(server) + "/resume")
     assert resume.status_code == 404
     assert schedule(alice, server)["paused"] is True
+
+
+def test_the_openapi_document_describes_the_new_fields_and_resources(served) -> None:
+    document = (
+        Client(served.base, None, "tenant-a").request("GET", served.base + "/openapi.json").json()
+    )
+    schedule_path = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule"
+    for action in ("pause", "resume"):
+        post = document["paths"][f"{schedule_path}/{action}"]["post"]
+        assert post["summary"] and "200" in post["responses"] and "404" in post["responses"]
+    fields = document["components"]["schemas"]["ImageScheduleOut"]["properties"]
+    for name in ("paused", "last_success_at", "stale", "next_run_at"):
+        assert fields[name]["description"], name
+    assert fields["next_run_at"]["nullable"] is True
+    assert fields["last_success_at"]["nullable"] is True
+    listing = document["paths"]["/v2/{tenant_id}/rax-si-image-schedules"]["get"]
+    [stale] = [p for p in listing["parameters"] if p["name"] == "stale"]
+    assert stale["in"] == "query" and stale["schema"]["type"] == "boolean"
+    assert stale["description"]
