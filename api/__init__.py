@@ -99,11 +99,12 @@ def create_app(
     )
 
     api = ServiceApi(app)
-    from api import admin, health, runs, schedules
+    from api import admin, health, images, runs, schedules
 
     app.register_blueprint(docs.assets)
+    # Only blueprints with writes: images.blp only reads, so it has nothing to limit.
     install_limits(app, settings, [schedules.blp, runs.blp])
-    for blueprint in (schedules.blp, runs.blp, admin.blp, health.blp):
+    for blueprint in (schedules.blp, runs.blp, images.blp, admin.blp, health.blp):
         api.register_blueprint(blueprint)
     _install_request_hooks(app)
     if settings.api_metrics_port:

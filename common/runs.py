@@ -221,6 +221,22 @@ def server_runs(
     return list(session.scalars(query.order_by(Run.id.desc()).limit(limit)))
 
 
+def recorded_image_ids(
+    session: orm.Session, tenant_id: str, server_id: str, image_ids: Iterable[str]
+) -> set[str]:
+    """Which of these images the server's runs recorded: images the service made."""
+    ids = list(image_ids)
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(Run.image_id).where(
+                Run.tenant_id == tenant_id, Run.server_id == server_id, Run.image_id.in_(ids)
+            )
+        )
+    )
+
+
 # -- moving runs ----------------------------------------------------------------------------
 
 

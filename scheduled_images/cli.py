@@ -12,6 +12,8 @@ from importlib.metadata import EntryPoint, entry_points
 
 import click
 
+from common.settings import SettingsError
+
 #: The entry point group every package registers its commands in.
 COMMANDS_GROUP = "scheduled_images.commands"
 
@@ -21,7 +23,14 @@ def _commands() -> dict[str, EntryPoint]:
 
 
 class EntryPointGroup(click.Group):
-    """A click group whose commands are loaded from entry points on first use."""
+    """A click group whose commands are loaded from entry points on first use; a setting a
+    command cannot use ends it with a usage error that names it, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as error:
+            raise click.UsageError(str(error)) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_commands()})

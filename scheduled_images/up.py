@@ -17,6 +17,7 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
 import click
 import requests
@@ -54,6 +55,9 @@ POOLS = (
     (PLAN_QUEUE, 1),
 )
 API_START_TIMEOUT_S = 60.0
+#: Celery's warning (a UserWarning) that a worker runs as root, hidden by message: the
+#: category's module cannot be named before the interpreter has its packages.
+ROOT_WARNING = "ignore:You're running the worker with superuser privileges:UserWarning"
 # Celery's warm shutdown lets a running task finish; tasks are bounded by the compute
 # timeout, so this is enough, and past it the group is killed (every task is idempotent).
 STOP_TIMEOUT_S = 20.0
@@ -131,9 +135,20 @@ def _wait_for_api(base: str, api: Child, stopping: threading.Event) -> bool:
     return False
 
 
+def for_a_terminal(settings: Settings, environ: Mapping[str, str], tty: bool) -> Settings:
+    """Where a person reads the output, text lines instead of JSON, unless LOG_FORMAT says."""
+    if tty and not environ.get("LOG_FORMAT"):
+        return settings.replace(log_format="text")
+    return settings
+
+
 def _child_env(settings: Settings, flower_auth: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
+        LOG_FORMAT=settings.log_format,
+        # Every process here runs as the user who typed `make run`; Celery's warning that
+        # a worker runs as root is for a deployment, where the image runs as a user of its own.
+        PYTHONWARNINGS=ROOT_WARNING,
         DATABASE_URL=settings.database_url,
         BROKER_URL=settings.broker_url,
         STATE_DIR=str(settings.state_dir),
@@ -205,7 +220,7 @@ def _demo_lines(base: str, servers: list[str], tokens: DemoTokens) -> list[str]:
 )
 def up(host: str, port: int, flower_port: int | None, metrics_base_port: int) -> None:
     """Run the service on this machine; embedded servers where no URL is set."""
-    configured = load_settings()
+    configured = for_a_terminal(load_settings(), os.environ, sys.stdout.isatty())
     setup_logging(configured.log_format, configured.log_level)
     supervisor = ProcessGroup(sys.stdout)
     with StopSignals() as stopping:
@@ -251,7 +266,8 @@ def _run(
     base = f"http://{host}:{port}"
     flower_port = flower_port or settings.flower_port
 
-    api = supervisor.start("api", cli_argv("api", "--host", host, "--port", str(port)), env)
+    api_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(settings.state_dir / "prometheus" / "api")}
+    api = supervisor.start("api", cli_argv("api", "--host", host, "--port", str(port)), api_env)
     metrics = [f"http://{host}:{metrics_base_port}/metrics"]
     supervisor.start("beat", cli_argv("beat"), {**env, "METRICS_PORT": str(metrics_base_port)})
     for offset, (queue, concurrency) in enumerate(POOLS, start=1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def flower(address: str, port: int | None) -> None:
 
     settings = resolve_urls(load_settings(), broker=True)
     setup_logging(settings.log_format, settings.log_level)
+    # Until the pools answer, every start logs "Inspect method ... failed" for each method;
+    # Flower's own pages show workers that do not answer.
+    logging.getLogger("flower.inspector").setLevel(logging.ERROR)
     app = configure(settings, settings.broker_url)
     auth = flower_basic_auth(settings)
     if not settings.flower_basic_auth:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-BENCHES = ("bench_api", "bench_planner", "bench_pipeline")
+BENCHES = ("bench_api", "bench_planner", "bench_pipeline", "bench_limits")
 
 
 def _present(module: str) -> bool:
@@ -21,7 +21,9 @@ def _present(module: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
-    parser.add_argument("--only", metavar="NAME", help="one bench: api, planner or pipeline")
+    parser.add_argument(
+        "--only", metavar="NAME", help="one bench: api, planner, pipeline or limits"
+    )
     args = parser.parse_args(argv)
 
     chosen = list(BENCHES)

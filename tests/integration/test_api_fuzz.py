@@ -28,6 +28,7 @@ SCHEDULES = "/v2/{tenant_id}/rax-si-image-schedules"
 RUNS = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/runs"
 PAUSE = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/pause"
 RESUME = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/resume"
+IMAGES = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/images"
 PROBES = ["/healthz", "/readyz", "/metrics"]
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Negative cases only where there is a body or a query to spoil: the token is fixed and
@@ -44,6 +45,7 @@ FUZZED = [
     ("POST", RUNS, POSITIVE),
     ("POST", PAUSE, POSITIVE),
     ("POST", RESUME, POSITIVE),
+    ("GET", IMAGES, POSITIVE),
     ("GET", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", POSITIVE),
     ("PUT", "/admin/v1/cap", NEGATIVE),

