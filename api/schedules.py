@@ -1,18 +1,30 @@
-"""The tenant API: a server's image schedule (compatible) and the tenant's list (extension)."""
+"""The tenant API: a server's image schedule (compatible), its pause and resume, and the
+tenant's list (extensions)."""
 
 from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
 
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import orm
 
 from api.context import now, planned_load, read_sessions, sessions, settings
 from api.pagination import last, page
-from api.schemas import PageArgs, ScheduleListResponse, ScheduleRequest, ScheduleResponse
+from api.schemas import (
+    ErrorBody,
+    ScheduleListArgs,
+    ScheduleListResponse,
+    ScheduleRequest,
+    ScheduleResponse,
+)
 from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import schedules
-from common.clock import iso_z
+from common.clock import iso_z_or_none
 from common.db import read, transaction
+from common.models import Schedule
 from common.runtime_settings import inflight_cap
 from scheduler.placement import choose_slot
 
@@ -29,12 +41,18 @@ def _schedule_body(row: schedules.ScheduleView) -> dict:
         "image_schedule": {
             "retention": row.retention,
             "day_of_week": row.day_of_week,
-            "next_run_at": iso_z(row.next_run_at),
+            "next_run_at": iso_z_or_none(row.next_run_at),
+            "paused": row.paused,
+            "last_success_at": iso_z_or_none(row.last_success_at),
+            "stale": row.stale,
         }
     }
 
 
 blp.before_request(authorize_request)
+
+#: The 404 of pause and resume: one answer for a foreign server and a missing one (API.md).
+NOT_FOUND = "No schedule on the server, or no such server of the tenant's."
 
 
 @blp.route("/servers/<server_id>/rax-si-image-schedule")
@@ -45,7 +63,7 @@ class ServerSchedule(MethodView):
         row = read(read_sessions(), lambda s: schedules.find(s, tenant_id, server_id))
         if row is None:
             no_schedule(tenant_id, server_id)
-        return _schedule_body(schedules.view(row))
+        return _schedule_body(schedules.view(row, now()))
 
     @blp.arguments(ScheduleRequest)
     @blp.response(200, ScheduleResponse)
@@ -74,7 +92,7 @@ class ServerSchedule(MethodView):
                 default_duration_s=settings().default_image_duration_s,
                 now=now(),
             )
-            stored = schedules.view(row)
+            stored = schedules.view(row, now())
         current_app.logger.info(
             "schedule stored",
             extra={"retention": stored.retention, "day_of_week": stored.day_of_week},
@@ -92,18 +110,64 @@ class ServerSchedule(MethodView):
         return Response(status=202)
 
 
+#: schedules.pause or schedules.resume: the stored row, or None when there is no schedule.
+Change = Callable[[orm.Session, str, str, dt.datetime], Schedule | None]
+
+
+def _pause_or_resume(change: Change, tenant_id: str, server_id: str) -> dict:
+    at = now()
+    with transaction(sessions()) as session:
+        row = change(session, tenant_id, server_id, at)
+        stored = None if row is None else schedules.view(row, at)
+    if stored is None:
+        no_schedule(tenant_id, server_id)
+    current_app.logger.info("schedule paused" if stored.paused else "schedule resumed")
+    return _schedule_body(stored)
+
+
+@blp.route("/servers/<server_id>/rax-si-image-schedule/pause")
+class PauseSchedule(MethodView):
+    @blp.response(200, ScheduleResponse)
+    @blp.alt_response(404, schema=ErrorBody, description=NOT_FOUND)
+    def post(self, tenant_id: str, server_id: str) -> dict:
+        """Pause the schedule (extension): no scheduled image until it is resumed.
+
+        Its settings are kept; run-now still works; scheduled runs still waiting are cancelled.
+        A compatible POST of the schedule resumes it too. Pausing a paused one changes nothing.
+        """
+        return _pause_or_resume(schedules.pause, tenant_id, server_id)
+
+
+@blp.route("/servers/<server_id>/rax-si-image-schedule/resume")
+class ResumeSchedule(MethodView):
+    @blp.response(200, ScheduleResponse)
+    @blp.alt_response(404, schema=ErrorBody, description=NOT_FOUND)
+    def post(self, tenant_id: str, server_id: str) -> dict:
+        """Resume a paused schedule (extension) from its slot's next occurrence.
+
+        The periods missed while paused are not made up. Resuming one that runs changes nothing.
+        """
+        return _pause_or_resume(schedules.resume, tenant_id, server_id)
+
+
 @blp.route("/rax-si-image-schedules")
 class TenantSchedules(MethodView):
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(ScheduleListArgs, location="query")
     @blp.response(200, ScheduleListResponse)
     def get(self, args: dict, tenant_id: str) -> dict:
-        """The tenant's schedules (extension), by server id, `limit` at a time."""
+        """The tenant's schedules (extension), by server id, `limit` at a time.
+
+        `stale=true` lists only the stale ones.
+        """
+        at = now()
         rows = read(
             read_sessions(),
-            lambda s: schedules.page(s, tenant_id, args["limit"], args["marker"]),
+            lambda s: schedules.page(
+                s, tenant_id, args["limit"], args["marker"], stale=args["stale"], now=at
+            ),
         )
         items = [
-            {"server_id": r.server_id, **_schedule_body(schedules.view(r))["image_schedule"]}
+            {"server_id": r.server_id, **_schedule_body(schedules.view(r, at))["image_schedule"]}
             for r in rows
         ]
         return page("image_schedules", items, args["limit"], last(rows, "server_id"))

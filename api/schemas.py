@@ -75,7 +75,34 @@ class ImageScheduleOut(ma.Schema):
     retention = fields.Integer(required=True)
     day_of_week = DayOfWeek(metadata={"enum": list(DAY_NAMES)})
     next_run_at = fields.String(
-        required=True, metadata={"description": "Planned start of the next image (UTC)."}
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Planned start of the next image (UTC); null while paused (extension)."
+        },
+    )
+    paused = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True while paused: no scheduled image is made, run-now still "
+            "works; resume, or enable the schedule again, to end it (extension)."
+        },
+    )
+    last_success_at = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "When the newest image of this schedule became ACTIVE (UTC), "
+            "or null (extension)."
+        },
+    )
+    stale = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True when the schedule is older than one period and no image of "
+            "it became ACTIVE within the last period plus 12 hours (daily: 36 h; weekly: "
+            "7 days 12 h). A paused schedule is never stale (extension)."
+        },
     )
 
     @ma.post_dump
@@ -116,6 +143,16 @@ class PageArgs(ma.Schema):
         load_default=None,
         validate=validate.Length(min=1, max=255),
         metadata={"description": "The last item of the previous page."},
+    )
+
+
+class ScheduleListArgs(PageArgs):
+    stale = fields.Boolean(
+        load_default=None,
+        metadata={
+            "description": "`true`: only stale schedules; `false`: only those not stale; "
+            "absent: all (extension)."
+        },
     )
 
 

@@ -53,6 +53,16 @@ class Schedule(Base):
     server_gone_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )
+    # Set while the tenant has paused the schedule: the tick makes no run of it, and
+    # next_run_at is stale until a resume plans it again.
+    paused_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    # When the newest image of the schedule became ACTIVE: a column, not a query over runs,
+    # because finished runs are trimmed and staleness is read on every schedule body.
+    last_success_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
     created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=False, default=_now
     )
@@ -65,7 +75,14 @@ class Schedule(Base):
         sa.CheckConstraint("day_of_week BETWEEN 0 AND 6", name="day_of_week_range"),
         sa.CheckConstraint("slot_s >= 0 AND slot_s < 604800", name="slot_range"),
         sa.Index("ix_schedules_tenant_server", "tenant_id", "server_id"),
-        sa.Index("ix_schedules_next_run_at", "next_run_at"),
+        # Partial: a paused schedule is never due, so the tick's scan never meets one.
+        sa.Index(
+            "ix_schedules_next_run_at",
+            "next_run_at",
+            postgresql_where=sa.text("paused_at IS NULL"),
+        ),
+        # Stale schedules are those without a recent success: a range of this index.
+        sa.Index("ix_schedules_last_success_at", "last_success_at"),
     )
 
 

@@ -93,6 +93,8 @@ class Reason(StrEnum):
     SERVER_GONE = "server_gone"
     #: The schedule was disabled while the run waited.
     SCHEDULE_DISABLED = "cancelled"
+    #: The schedule was paused while its scheduled run waited.
+    SCHEDULE_PAUSED = "paused"
     #: The server had another image in progress.
     SERVER_BUSY = "busy"
     #: Not admitted before its start-by time.

@@ -136,6 +136,7 @@ TENANT_ERRORS: dict[Reason, str] = {
     Reason.TIMED_OUT: "the image did not finish before the run's deadline",
     Reason.SERVER_GONE: "the server no longer exists",
     Reason.SCHEDULE_DISABLED: "the schedule was disabled",
+    Reason.SCHEDULE_PAUSED: "the schedule was paused",
     Reason.SERVER_BUSY: "the server was busy with another image",
     Reason.MISSED_WINDOW: "no place was free before the run's period ended",
 }
@@ -216,6 +217,23 @@ def request_run(session: orm.Session, tenant_id: str, server_id: str, now: dt.da
     if run is None:
         raise RuntimeError(f"run-now of {server_id}: neither made nor found")
     return run
+
+
+def cancel_waiting_scheduled_runs(session: orm.Session, schedule_id: int, now: dt.datetime) -> int:
+    """A paused schedule's scheduled runs that have not started are cancelled: a tenant pauses
+    for a maintenance window, and an image the tick made just before must not start in it.
+    Images in flight finish; a run-now still runs."""
+    ended = end_matching(
+        session,
+        RunState.CANCELLED,
+        now,
+        Reason.SCHEDULE_PAUSED,
+        "the schedule was paused",
+        Run.schedule_id == schedule_id,
+        Run.trigger == "schedule",
+        only_from=(RunState.PENDING,),
+    )
+    return len(ended)
 
 
 def server_runs(

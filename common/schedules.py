@@ -1,4 +1,5 @@
-"""Schedules in the database: enable or replace, read, list and remove, one row per server."""
+"""Schedules in the database: enable or replace, read, list, pause, resume and remove, one row
+per server; and when a schedule is stale."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert
 
 from common.models import Schedule
-from common.slots import next_run_at
+from common.runs import cancel_waiting_scheduled_runs
+from common.slots import DAY_S, WEEK_S, next_run_at, period_length
+
+#: How long past one period a schedule may go without a success before it is stale.
+STALE_GRACE = dt.timedelta(hours=12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,11 +23,69 @@ class ScheduleView:
     server_id: str
     retention: int
     day_of_week: int | None
-    next_run_at: dt.datetime
+    #: None while paused: no run is planned.
+    next_run_at: dt.datetime | None
+    paused: bool
+    last_success_at: dt.datetime | None
+    stale: bool
 
 
-def view(row: Schedule) -> ScheduleView:
-    return ScheduleView(row.server_id, row.retention, row.day_of_week, row.next_run_at)
+def is_stale(
+    day_of_week: int | None,
+    created_at: dt.datetime,
+    last_success_at: dt.datetime | None,
+    paused: bool,
+    now: dt.datetime,
+) -> bool:
+    """API.md's rule: older than one period, and no success within one period plus the grace.
+
+    A paused schedule is never stale: nobody expects an image of it. `stale_clause` is the
+    same rule in SQL.
+    """
+    period = dt.timedelta(seconds=period_length(day_of_week))
+    if paused or created_at >= now - period:
+        return False
+    return last_success_at is None or last_success_at < now - period - STALE_GRACE
+
+
+def stale_clause(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """`is_stale` as a WHERE clause, for the stale list and the stale gauge."""
+    daily = dt.timedelta(seconds=DAY_S)
+    weekly = dt.timedelta(seconds=WEEK_S)
+
+    def older_than(period: dt.timedelta) -> sa.ColumnElement[bool]:
+        cutoff = now - period - STALE_GRACE
+        return sa.and_(
+            Schedule.created_at < now - period,
+            sa.or_(Schedule.last_success_at.is_(None), Schedule.last_success_at < cutoff),
+        )
+
+    return sa.and_(
+        Schedule.paused_at.is_(None),
+        # The shorter period's cutoff bounds both, so the last_success_at index can narrow
+        # the scan before the per-kind test.
+        sa.or_(
+            Schedule.last_success_at.is_(None),
+            Schedule.last_success_at < now - daily - STALE_GRACE,
+        ),
+        sa.or_(
+            sa.and_(Schedule.day_of_week.is_(None), older_than(daily)),
+            sa.and_(Schedule.day_of_week.is_not(None), older_than(weekly)),
+        ),
+    )
+
+
+def view(row: Schedule, now: dt.datetime) -> ScheduleView:
+    paused = row.paused_at is not None
+    return ScheduleView(
+        server_id=row.server_id,
+        retention=row.retention,
+        day_of_week=row.day_of_week,
+        next_run_at=None if paused else row.next_run_at,
+        paused=paused,
+        last_success_at=row.last_success_at,
+        stale=is_stale(row.day_of_week, row.created_at, row.last_success_at, paused, now),
+    )
 
 
 # Built once: the API's hottest read then skips rebuilding the statement and its cache key.
@@ -47,7 +110,10 @@ def upsert(
     default_duration_s: float,
     now: dt.datetime,
 ) -> Schedule:
-    """Store the schedule; the unique server id makes a racing second POST an update."""
+    """Store the schedule; the unique server id makes a racing second POST an update.
+
+    Storing a paused schedule resumes it: a compatible client that enables it means enabled.
+    """
     values = {
         "tenant_id": tenant_id,
         "server_id": server_id,
@@ -74,7 +140,7 @@ def upsert(
                 "updated_at",
             )
         }
-        | {"server_gone_at": None},
+        | {"server_gone_at": None, "paused_at": None},
         # A server id is one tenant's for good; never let a row change hands.
         where=Schedule.tenant_id == tenant_id,
     ).returning(Schedule)
@@ -89,8 +155,52 @@ def remove(session: orm.Session, tenant_id: str, server_id: str) -> bool:
     return deleted.rowcount > 0
 
 
-def page(session: orm.Session, tenant_id: str, limit: int, marker: str | None) -> list[Schedule]:
+def pause(
+    session: orm.Session, tenant_id: str, server_id: str, now: dt.datetime
+) -> Schedule | None:
+    """Pause the schedule (a second pause keeps the first time); None when there is none.
+
+    Its scheduled runs still waiting are cancelled with it.
+    """
+    row = session.scalar(_FIND.with_for_update(), {"server_id": server_id, "tenant_id": tenant_id})
+    if row is not None and row.paused_at is None:
+        row.paused_at = now
+        cancel_waiting_scheduled_runs(session, row.id, now)
+    return row
+
+
+def resume(
+    session: orm.Session, tenant_id: str, server_id: str, now: dt.datetime
+) -> Schedule | None:
+    """Resume the schedule from its slot's next occurrence: the periods it missed while paused
+    are not made up. None when there is none; resuming one that runs changes nothing."""
+    row = session.scalar(_FIND.with_for_update(), {"server_id": server_id, "tenant_id": tenant_id})
+    if row is not None and row.paused_at is not None:
+        row.paused_at = None
+        row.next_run_at = next_run_at(row.day_of_week, row.slot_s, now)
+    return row
+
+
+def page(
+    session: orm.Session,
+    tenant_id: str,
+    limit: int,
+    marker: str | None,
+    stale: bool | None = None,
+    now: dt.datetime | None = None,
+) -> list[Schedule]:
+    """The tenant's schedules by server id; with `stale`, only those that are (or are not)
+    stale at `now`."""
     query = sa.select(Schedule).where(Schedule.tenant_id == tenant_id)
     if marker is not None:
         query = query.where(Schedule.server_id > marker)
+    if stale is not None:
+        if now is None:
+            raise ValueError("filtering on staleness needs the time")
+        clause = stale_clause(now)
+        query = query.where(clause if stale else sa.not_(clause))
     return list(session.scalars(query.order_by(Schedule.server_id).limit(limit)))
+
+
+def count_stale(session: orm.Session, now: dt.datetime) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(Schedule).where(stale_clause(now)))

@@ -46,7 +46,12 @@ def materialize_due_runs(session: orm.Session, now: dt.datetime, limit: int = 50
             Schedule.day_of_week,
             Schedule.slot_s,
         )
-        .where(Schedule.next_run_at <= now, Schedule.server_gone_at.is_(None))
+        .where(
+            Schedule.next_run_at <= now,
+            Schedule.server_gone_at.is_(None),
+            # A paused schedule is never due; resume plans its next run from its slot again.
+            Schedule.paused_at.is_(None),
+        )
         .order_by(Schedule.next_run_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

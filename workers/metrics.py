@@ -3,9 +3,10 @@
 Two kinds of metric, two ways out:
 
 - What the database and the broker know (runs by state, in flight against the cap, queue
-  lengths, the oldest wait, the planned peak, runs failed by reason) is read on scrape by
-  `ServiceCollector`, served by the API's `/metrics`. It is the same in every API process, so
-  it needs no aggregation; a short cache keeps a burst of scrapes from becoming queries.
+  lengths, the oldest wait, the planned peak, runs failed by reason, stale schedules) is read
+  on scrape by `ServiceCollector`, served by the API's `/metrics`. It is the same in every API
+  process, so it needs no aggregation; a short cache keeps a burst of scrapes from becoming
+  queries.
 - What only a worker sees (task durations, image durations observed when a run ends, the
   tick's counts) is recorded where it happens, and exported by the pool (`common.metrics`).
 """
@@ -29,6 +30,7 @@ from common import metrics
 from common.models import REBALANCE_STATES, Rebalance, Run, Schedule
 from common.runs import FINAL, IN_FLIGHT, RUN_STATES, RunState, in_states
 from common.runtime_settings import inflight_cap
+from common.schedules import count_stale
 from scheduler.metrics import PlannedPeakGauge
 from workers.celery_app import QUEUES
 
@@ -111,10 +113,16 @@ class ServiceCollector(Collector):
 
     def _database_families(self, session: orm.Session) -> list[Metric]:
         cap = inflight_cap(session, self._default_cap)
-        families = _run_families(session, cap, self._clock())
+        now = self._clock()
+        families = _run_families(session, cap, now)
         schedules = GaugeMetricFamily("si_schedules", "Schedules enabled")
         schedules.add_metric([], session.scalar(sa.select(sa.func.count()).select_from(Schedule)))
-        families += [schedules, self._peak.family(session), _rebalance_family(session)]
+        stale = GaugeMetricFamily(
+            "si_schedules_stale",
+            "Schedules with no image ACTIVE within their last period plus 12 hours (API.md)",
+        )
+        stale.add_metric([], count_stale(session, now))
+        families += [schedules, stale, self._peak.family(session), _rebalance_family(session)]
         return families
 
     def _broker_families(self) -> list[Metric]:

@@ -195,7 +195,7 @@ def _settle(
     """One polled run: done, a failed attempt, timed out, or polled again later."""
     if image is not None and image.status == ACTIVE:
         _end(run, RunState.DONE, now, None, None)
-        _learn_duration(session, run, now)
+        _record_success(session, run, now)
         outcome.prune.append((run.tenant_id, run.server_id))
         outcome.freed += 1
         log.info("image active", extra={"image_id": run.image_id})
@@ -272,11 +272,20 @@ def _end(
     metrics.observe_run_end(run, now)
 
 
-def _learn_duration(session: orm.Session, run: Run, now: dt.datetime) -> None:
-    if run.schedule_id is None or run.attempt_stamp is None:
+def _record_success(session: orm.Session, run: Run, now: dt.datetime) -> None:
+    """The schedule's last success (what staleness reads) and its expected duration.
+
+    In the transaction that ends the run DONE, so a schedule is never stale with its image
+    made, nor fresh with the run rolled back.
+    """
+    if run.schedule_id is None:
         return
     schedule = session.get(Schedule, run.schedule_id, with_for_update=True)
     if schedule is None:
+        return
+    if schedule.last_success_at is None or schedule.last_success_at < now:
+        schedule.last_success_at = now
+    if run.attempt_stamp is None:
         return
     observed = max(now.timestamp() - run.attempt_stamp, 1.0)
     if schedule.duration_samples == 0:

@@ -32,6 +32,8 @@ TENANT = "tenant-a"
 SCHEDULE = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule"
 SCHEDULES = "/v2/{tenant_id}/rax-si-image-schedules"
 RUNS = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/runs"
+PAUSE = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/pause"
+RESUME = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/resume"
 IMAGES = "/v2/{tenant_id}/servers/{server_id}/rax-si-image-schedule/images"
 WEBHOOK = "/v2/{tenant_id}/rax-si-webhook"
 PROBES = ["/healthz", "/readyz", "/metrics"]
@@ -48,6 +50,8 @@ FUZZED = [
     ("GET", RUNS, POSITIVE),
     ("GET", RUNS, NEGATIVE),
     ("POST", RUNS, POSITIVE),
+    ("POST", PAUSE, POSITIVE),
+    ("POST", RESUME, POSITIVE),
     ("GET", IMAGES, POSITIVE),
     ("GET", WEBHOOK, POSITIVE),
     ("PUT", WEBHOOK, POSITIVE),

@@ -7,7 +7,9 @@ the CLI with the options they pass."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -599,17 +601,133 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_the_cli() -> None:
             assert (root / source).exists(), source
 
 
-def test_grafana_dashboard_plots_metrics_the_service_exports() -> None:
-    dashboard = json.loads((DEPLOY / "grafana" / "scheduled-images.json").read_text())
+def exported_metrics() -> set[str]:
+    """The names of the metrics the service's modules define."""
     modules = ("common/metrics.py", "scheduler/metrics.py", "workers/metrics.py", "api/__init__.py")
     source = "".join((DEPLOY.parent / module).read_text() for module in modules)
-    exported = set(re.findall(r'"(si_[a-z_]+)"', source))
+    return set(re.findall(r'"(si_[a-z_]+)"', source))
+
+
+def unknown_metrics(expr: str, exported: set[str]) -> list[str]:
+    """The si_ names in a PromQL expression that the service does not export."""
+    unknown = []
+    for name in re.findall(r"\bsi_[a-z_]+", expr):
+        base = re.sub(r"_(bucket|count|sum|total)$", "", name)
+        if not (name in exported or base in exported or f"{base}_total" in exported):
+            unknown.append(name)
+    return unknown
+
+
+def test_grafana_dashboard_plots_metrics_the_service_exports() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "scheduled-images.json").read_text())
+    exported = exported_metrics()
     for panel in dashboard["panels"]:
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
-            for name in re.findall(r"\bsi_[a-z_]+", target["expr"]):
-                base = re.sub(r"_(bucket|count|sum|total)$", "", name)
-                assert name in exported or base in exported or f"{base}_total" in exported, name
+            assert unknown_metrics(target["expr"], exported) == [], panel["title"]
+
+
+# -- Prometheus alert rules ----------------------------------------------------------------
+
+PROMETHEUS = DEPLOY / "prometheus"
+#: promtool, where there is one: on PATH, or where .ci/run unpacked Debian's package.
+PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
+#: What each alert must be about (issue 17): a metric its expression reads.
+ALERTED_METRICS = {
+    "stale schedules": "si_schedules_stale",
+    "the oldest waiting run": "si_oldest_waiting_run_age_seconds",
+    "in flight pinned at the cap": "si_inflight_cap",
+    "a pool with no worker": 'up{job="scheduled-images-workers"}',
+    "beat silent": "si_beat_ticks_published_total",
+}
+
+
+def rule_files() -> list[Path]:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    return [PROMETHEUS / name for name in config.get("rule_files", [])]
+
+
+def alert_rules() -> list[dict]:
+    return [
+        rule
+        for path in rule_files()
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def rule_problems(rule: dict, exported: set[str]) -> list[str]:
+    """What is wrong with an alert rule: a field an operator needs missing, or a metric the
+    service does not export (an alert that can never fire)."""
+    problems = [
+        f"no {field}"
+        for field, value in (
+            ("alert", rule.get("alert")),
+            ("expr", rule.get("expr")),
+            ("for", rule.get("for")),
+            ("labels.severity", rule.get("labels", {}).get("severity")),
+            ("annotations.summary", rule.get("annotations", {}).get("summary")),
+        )
+        if not value
+    ]
+    if rule.get("labels", {}).get("severity") not in (None, "warning", "critical"):
+        problems.append("severity is neither warning nor critical")
+    if rule.get("for") and not re.fullmatch(r"\d+[smhd]", str(rule["for"])):
+        problems.append(f"for {rule['for']!r} is no duration")
+    problems += [
+        f"unknown metric {name}" for name in unknown_metrics(rule.get("expr", ""), exported)
+    ]
+    return problems
+
+
+def test_prometheus_loads_alert_rules_that_compose_mounts() -> None:
+    paths = rule_files()
+    assert paths, "prometheus.yml names no rule_files"
+    volumes = compose()["services"]["prometheus"]["volumes"]
+    for path in paths:
+        assert path.exists(), path
+        assert f"./prometheus/{path.name}:/etc/prometheus/{path.name}:ro" in volumes
+
+
+def test_alert_rules_are_complete_and_read_metrics_the_service_exports() -> None:
+    rules, exported = alert_rules(), exported_metrics()
+    assert rules
+    for rule in rules:
+        assert rule_problems(rule, exported) == [], rule.get("alert")
+    expressions = " ".join(rule["expr"] for rule in rules)
+    for topic, metric in ALERTED_METRICS.items():
+        assert metric in expressions, f"no alert on {topic}"
+    assert len({rule["alert"] for rule in rules}) == len(rules)
+
+
+def test_the_rule_check_finds_a_broken_rule() -> None:
+    """The check above is only worth what it catches."""
+    exported = exported_metrics()
+    good = alert_rules()[0]
+    assert rule_problems(good, exported) == []
+    assert rule_problems({**good, "expr": "si_schedules_stael > 0"}, exported) == [
+        "unknown metric si_schedules_stael"
+    ]
+    assert rule_problems({k: v for k, v in good.items() if k != "for"}, exported) == ["no for"]
+    assert "no labels.severity" in rule_problems({**good, "labels": {}}, exported)
+    assert "no annotations.summary" in rule_problems({**good, "annotations": {}}, exported)
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="no promtool here (.ci/run unpacks Debian's)")
+def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
+    for path in rule_files():
+        result = subprocess.run(
+            [str(PROMTOOL), "check", "rules", str(path)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        yaml.safe_dump({"groups": [{"name": "x", "rules": [{"alert": "A", "expr": "si_x >"}]}]})
+    )
+    result = subprocess.run(
+        [str(PROMTOOL), "check", "rules", str(broken)], capture_output=True, text=True
+    )
+    assert result.returncode != 0
 
 
 # -- no secret anywhere in deploy/ ----------------------------------------------------------

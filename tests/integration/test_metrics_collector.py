@@ -86,3 +86,37 @@ def test_collector_reads_runs_cap_waits_failures_planned_peak_and_jobs(sessions)
     with transaction(sessions) as session:
         session.add(_run("g", "pending"))
     assert 'si_runs{state="pending"} 2.0' in generate_latest(registry).decode()
+
+
+def test_collector_counts_stale_schedules_as_api_md_defines_them(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Daily, a day old: stale without a success, or with one 37 h ago; fresh with one 35 h
+    ago; weekly with one 3 days ago fresh; paused never stale; a day-young one not yet."""
+    day = dt.timedelta(days=1)
+    cases = {
+        "never": (None, None, 2 * day, False),
+        "late": (None, NOW - dt.timedelta(hours=37), 2 * day, False),
+        "recent": (None, NOW - dt.timedelta(hours=35), 2 * day, False),
+        "weekly": (4, NOW - 3 * day, 10 * day, False),
+        "paused": (None, None, 2 * day, True),
+        "young": (None, None, day - dt.timedelta(seconds=1), False),
+    }
+    with transaction(sessions) as session:
+        for server, (day_of_week, success, age, paused) in cases.items():
+            row = schedules.upsert(
+                session,
+                tenant_id="t",
+                server_id=server,
+                server_name=server,
+                retention=2,
+                day_of_week=day_of_week,
+                slot_s=3600 if day_of_week is None else day_of_week * 86400 + 3600,
+                default_duration_s=600,
+                now=NOW - age,
+            )
+            row.last_success_at = success
+            row.paused_at = NOW if paused else None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(sessions, default_cap=50, cache_s=0, clock=lambda: NOW))
+    text = generate_latest(registry).decode()
+    assert "si_schedules 6.0" in text
+    assert "si_schedules_stale 2.0" in text  # "never" and "late"

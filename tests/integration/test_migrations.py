@@ -1,5 +1,6 @@
-"""The migrations on PostgreSQL: they build the schema the models describe, and 0006 leaves
-one open run-now per server where a race had made several."""
+"""The migrations on PostgreSQL: they build the schema the models describe, 0006 leaves
+one open run-now per server where a race had made several, and 0007 gives each schedule the
+last success its kept runs show."""
 
 from __future__ import annotations
 
@@ -74,5 +75,57 @@ def test_0006_keeps_the_run_now_furthest_along_and_cancels_the_rest(empty_databa
         with engine.connect() as connection:
             indexes = {index["name"] for index in sa.inspect(connection).get_indexes("runs")}
         assert "uq_runs_server_open_manual" not in indexes
+    finally:
+        engine.dispose()
+
+
+def _insert_schedule(connection: sa.Connection, server: str) -> int:
+    return connection.execute(
+        sa.text(
+            "INSERT INTO schedules (tenant_id, server_id, server_name, retention, slot_s,"
+            " next_run_at, expected_duration_s, created_at, updated_at) VALUES ('t', :server,"
+            " :server, 2, 3600, now(), 60, now(), now()) RETURNING id"
+        ),
+        {"server": server},
+    ).scalar_one()
+
+
+def _end_run(connection: sa.Connection, run_id: int, schedule_id: int, finished: str) -> None:
+    connection.execute(
+        sa.text("UPDATE runs SET schedule_id = :schedule, finished_at = :at WHERE id = :id"),
+        {"schedule": schedule_id, "at": finished, "id": run_id},
+    )
+
+
+def test_0008_backfills_each_schedules_newest_done_run(empty_database: str) -> None:
+    migrate.upgrade(empty_database, "0007")
+    engine = sa.create_engine(empty_database)
+    try:
+        with engine.begin() as connection:
+            imaged, failing, new = (_insert_schedule(connection, s) for s in ("s1", "s2", "s3"))
+            older = _insert_run(connection, "s1", "done")
+            newer = _insert_run(connection, "s1", "done")
+            failed_later = _insert_run(connection, "s1", "failed")
+            failed = _insert_run(connection, "s2", "failed")
+            _end_run(connection, older, imaged, "2026-11-20T03:00:00Z")
+            _end_run(connection, newer, imaged, "2026-11-22T03:00:00Z")
+            _end_run(connection, failed_later, imaged, "2026-11-23T03:00:00Z")
+            _end_run(connection, failed, failing, "2026-11-23T03:00:00Z")
+        migrate.upgrade(empty_database, "0008")
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT id, last_success_at, paused_at FROM schedules")
+            ).all()
+        last = {row.id: row.last_success_at for row in rows}
+        assert last[imaged].isoformat() == "2026-11-22T03:00:00+00:00"
+        assert last[failing] is None and last[new] is None
+        assert all(row.paused_at is None for row in rows)
+
+        migrate.downgrade(empty_database, "0007")
+        with engine.connect() as connection:
+            columns = {c["name"] for c in sa.inspect(connection).get_columns("schedules")}
+            indexes = {i["name"] for i in sa.inspect(connection).get_indexes("schedules")}
+        assert not {"last_success_at", "paused_at"} & columns
+        assert "ix_schedules_next_run_at" in indexes
     finally:
         engine.dispose()

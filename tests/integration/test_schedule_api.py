@@ -30,8 +30,18 @@ def test_daily_schedule_round_trip(alice, server_a) -> None:
     answer = alice.post_schedule(server_a, {"image_schedule": {"retention": 7}})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert set(body["image_schedule"]) == {"retention", "next_run_at"}
+    # The compatible fields, and the extensions API.md adds (clients ignore unknown fields).
+    assert set(body["image_schedule"]) == {
+        "retention",
+        "next_run_at",
+        "paused",
+        "last_success_at",
+        "stale",
+    }
     assert body["image_schedule"]["retention"] == 7
+    assert body["image_schedule"]["paused"] is False
+    assert body["image_schedule"]["last_success_at"] is None
+    assert body["image_schedule"]["stale"] is False
     now = dt.datetime.now(dt.UTC)
     assert now < _next_run(body) <= now + dt.timedelta(days=1)
 
