@@ -282,3 +282,17 @@ def test_the_query_hands_the_decision_what_the_whole_queue_would(sessions) -> No
         assert admit(sessions, cap, tenant_max=ceiling) == expected
         in_flight_now = [r.id for r in all_runs(sessions) if r.state in IN_FLIGHT]
         finish(sessions, rnd.sample(in_flight_now, len(in_flight_now) // 2))
+
+
+def test_workers_admit_under_the_ceiling_an_operator_set(sessions, settings, cloud, monkeypatch):  # type: ignore[no-untyped-def]
+    from common.runtime_settings import set_tenant_inflight_max
+    from workers import tasks
+    from workers.runtime import Runtime
+
+    published: list[int] = []
+    monkeypatch.setattr(tasks, "publish_creates", published.extend)
+    a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(4)]
+    with transaction(sessions) as session:
+        set_tenant_inflight_max(session, 2)
+    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW)
+    assert tasks.admit_and_publish(rt) == a[:2] == published
