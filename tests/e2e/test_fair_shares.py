@@ -3,14 +3,17 @@ small cap, the places each tenant holds sampled every 100 ms from the database."
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
 from common.db import transaction
-from common.runs import RunState, request_run
+from common.runs import RunState
 from common.runtime_settings import set_inflight_cap
-from tests.support.fairness import finish_positions, full_while_several_wait, watch
+from tests.support.fairness import (
+    ask_run_nows,
+    finish_positions,
+    full_while_several_wait,
+    watch,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -22,20 +25,7 @@ def disk_gb(index: int) -> int:
 
 
 def ask(pipeline, fleets: dict[str, int]) -> int:  # type: ignore[no-untyped-def]
-    """Run-nows for each tenant's whole fleet, all at once (one transaction, so no tenant
-    is admitted before the others wait), the first tenant's asked for first (oldest)."""
-    servers = {
-        tenant: [pipeline.cloud.add_servers(tenant, 1, disk_gb(i))[0] for i in range(size)]
-        for tenant, size in fleets.items()
-    }
-    for tenant, ids in servers.items():
-        for server in ids:
-            pipeline.enable(tenant, server, due=False)
-    with transaction(pipeline.sessions) as session:
-        for tenant, ids in servers.items():
-            for server in ids:
-                request_run(session, tenant, server, dt.datetime.now(dt.UTC))
-    return sum(fleets.values())
+    return ask_run_nows(pipeline, fleets, disk_gb)
 
 
 def test_while_tenants_wait_each_holds_an_equal_share(pipeline) -> None:

@@ -5,13 +5,35 @@ fairness bench."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from common.db import transaction
 from common.models import Run
-from common.runs import IN_FLIGHT, RunState, in_states
+from common.runs import IN_FLIGHT, RunState, in_states, request_run
+
+
+def ask_run_nows(pipeline, fleets: dict[str, int], disk_gb: Callable[[int], int]) -> int:  # type: ignore[no-untyped-def]
+    """Run-nows for each tenant's whole fleet, all at once (one transaction, so no tenant is
+    admitted before the others wait), the first tenant's asked for first (oldest). Server `i`,
+    counted across tenants so that no two tenants' images end together in step, has
+    `disk_gb(i)`. Returns how many runs were asked for."""
+    sizes = iter(disk_gb(i) for i in range(sum(fleets.values())))
+    servers = {
+        tenant: [pipeline.cloud.add_servers(tenant, 1, next(sizes))[0] for _ in range(size)]
+        for tenant, size in fleets.items()
+    }
+    for tenant, ids in servers.items():
+        for server in ids:
+            pipeline.enable(tenant, server, due=False)
+    with transaction(pipeline.sessions) as session:
+        for tenant, ids in servers.items():
+            for server in ids:
+                request_run(session, tenant, server, dt.datetime.now(dt.UTC))
+    return sum(fleets.values())
 
 
 @dataclasses.dataclass(frozen=True)
