@@ -1,5 +1,6 @@
-"""The operator API (extension), role admin: the in-flight cap, the runs by state, the planned
-load for the coming week and rebalancing (as a job a worker runs)."""
+"""The operator API (extension), role admin: the in-flight cap and the per-tenant ceiling on
+places, the runs by state, the planned load for the coming week and rebalancing (as a job a
+worker runs)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from api.schemas import (
     PlanOut,
     RebalanceJobOut,
     RunsSummary,
+    TenantInflightMaxIn,
+    TenantInflightMaxOut,
 )
 from common.clock import iso_z, iso_z_or_none
 from common.db import transaction
@@ -32,9 +35,14 @@ from common.logging import bind
 from common.models import Rebalance as RebalanceRow
 from common.models import Run
 from common.runs import RUN_STATES, RunState
-from common.runtime_settings import inflight_cap, set_inflight_cap
+from common.runtime_settings import (
+    inflight_cap,
+    set_inflight_cap,
+    set_tenant_inflight_max,
+    tenant_inflight_max,
+)
 from scheduler import rebalances
-from scheduler.admission import in_flight_count
+from scheduler.admission import in_flight, in_flight_count
 from scheduler.fleet_plan import planned_week
 from workers.publisher import send_rebalance
 
@@ -70,6 +78,39 @@ class Cap(MethodView):
             set_inflight_cap(session, body["inflight_cap"])
         current_app.logger.info("in-flight cap set", extra={"inflight_cap": body["inflight_cap"]})
         return _cap_body()
+
+
+def _tenant_max_body() -> dict:
+    with sessions()() as session:
+        held = in_flight(session).held
+        return {
+            "tenant_inflight_max": tenant_inflight_max(session, settings().tenant_inflight_max),
+            "inflight_cap": inflight_cap(session, settings().inflight_cap),
+            "most_held": max(held.values(), default=0),
+        }
+
+
+@blp.route("/tenant-inflight-max")
+class TenantInflightMax(MethodView):
+    @blp.response(200, TenantInflightMaxOut)
+    def get(self) -> dict:
+        """The most places one tenant may hold (0: none but the cap), and the most one holds."""
+        return _tenant_max_body()
+
+    @blp.arguments(TenantInflightMaxIn)
+    @blp.response(200, TenantInflightMaxOut)
+    def put(self, body: dict) -> dict:
+        """Set the per-tenant ceiling; workers read it at each admission, no restart needed.
+
+        Places are shared by max-min fair share whatever the ceiling; the ceiling only stops
+        one tenant from holding more, even while no other tenant waits. Lowering it takes
+        no place back: a tenant above it gets no more until it is below.
+        """
+        ceiling = body["tenant_inflight_max"]
+        with transaction(sessions()) as session:
+            set_tenant_inflight_max(session, ceiling)
+        current_app.logger.info("per-tenant ceiling set", extra={"tenant_inflight_max": ceiling})
+        return _tenant_max_body()
 
 
 @blp.route("/runs")

@@ -276,6 +276,29 @@ class CapOut(ma.Schema):
     in_flight = fields.Integer(required=True)
 
 
+class TenantInflightMaxIn(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    tenant_inflight_max = StrictInteger(
+        required=True,
+        validate=validate.Range(min=0, max=1_000_000),
+        metadata={
+            "description": "Most image creations one tenant may have in flight; 0: no "
+            "ceiling but the cap. Places are shared fairly across tenants either way."
+        },
+    )
+
+
+class TenantInflightMaxOut(ma.Schema):
+    tenant_inflight_max = fields.Integer(required=True)
+    inflight_cap = fields.Integer(required=True)
+    most_held = fields.Integer(
+        required=True,
+        metadata={"description": "The most places one tenant holds now."},
+    )
+
+
 class AdminRunOut(RunOut):
     tenant_id = fields.String(required=True)
     server_id = fields.String(required=True)

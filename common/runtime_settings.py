@@ -1,4 +1,6 @@
-"""Settings operators change while the service runs (the in-flight cap), kept in the database."""
+"""Settings operators change while the service runs, kept in the database so that every
+process reads the same value: the in-flight cap and the per-tenant ceiling on places. Each
+starts from its environment setting until an operator sets it through /admin/v1."""
 
 from __future__ import annotations
 
@@ -9,19 +11,39 @@ from sqlalchemy.dialects.postgresql import insert
 from common.models import ServiceSetting
 
 CAP = "inflight_cap"
+TENANT_MAX = "tenant_inflight_max"
 
 
-def inflight_cap(session: orm.Session, default: int) -> int:
-    value = session.scalar(sa.select(ServiceSetting.value).where(ServiceSetting.name == CAP))
+def _read(session: orm.Session, name: str, default: int) -> int:
+    value = session.scalar(sa.select(ServiceSetting.value).where(ServiceSetting.name == name))
     return default if value is None else int(value)
 
 
-def set_inflight_cap(session: orm.Session, cap: int) -> None:
-    if cap < 1:
-        raise ValueError("the in-flight cap must be at least 1")
-    statement = insert(ServiceSetting).values(name=CAP, value=str(cap))
+def _write(session: orm.Session, name: str, value: int) -> None:
+    statement = insert(ServiceSetting).values(name=name, value=str(value))
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[ServiceSetting.name], set_={"value": statement.excluded.value}
         )
     )
+
+
+def inflight_cap(session: orm.Session, default: int) -> int:
+    return _read(session, CAP, default)
+
+
+def set_inflight_cap(session: orm.Session, cap: int) -> None:
+    if cap < 1:
+        raise ValueError("the in-flight cap must be at least 1")
+    _write(session, CAP, cap)
+
+
+def tenant_inflight_max(session: orm.Session, default: int) -> int:
+    """The most places one tenant may hold; 0: no ceiling but the cap."""
+    return _read(session, TENANT_MAX, default)
+
+
+def set_tenant_inflight_max(session: orm.Session, ceiling: int) -> None:
+    if ceiling < 0:
+        raise ValueError("the per-tenant ceiling must be 0 (none) or more")
+    _write(session, TENANT_MAX, ceiling)

@@ -255,6 +255,13 @@ class Settings:
         "run time through /admin/v1).",
         parse=integer(low=1),
     )
+    tenant_inflight_max: int = setting(
+        "0",
+        "Most image creations one tenant may have in flight (initial value; operators change "
+        "it at run time through /admin/v1). 0: none but the cap; places are shared fairly "
+        "either way.",
+        parse=integer(),
+    )
     default_image_duration_s: int = setting(
         "900",
         "Expected image duration of a server with no history yet.",

@@ -21,7 +21,7 @@ from sqlalchemy import exc
 from common import outbox
 from common.db import transaction
 from common.runs import RunState
-from common.runtime_settings import inflight_cap
+from common.runtime_settings import inflight_cap, tenant_inflight_max
 from scheduler import rebalances
 from scheduler import tick as ticking
 from scheduler.admission import admit_waiting_runs
@@ -169,9 +169,13 @@ def _follow_up(rt: Runtime, outcome: steps.Outcome) -> None:
 
 def admit_and_publish(rt: Runtime) -> list[int]:
     with transaction(rt.sessions) as session:
-        cap = inflight_cap(session, rt.settings.inflight_cap)
         admitted = admit_waiting_runs(
-            session, cap, rt.clock(), rt.settings.lease_s, rt.settings.run_timeout_s
+            session,
+            inflight_cap(session, rt.settings.inflight_cap),
+            rt.clock(),
+            rt.settings.lease_s,
+            rt.settings.run_timeout_s,
+            tenant_max=tenant_inflight_max(session, rt.settings.tenant_inflight_max),
         )
     publish_creates(admitted)
     return admitted

@@ -1,7 +1,7 @@
 """`python -m tests.bench`: every benchmark of the project in turn, each in its own process.
 
 A process each, so one bench's servers, pools and warm caches never colour the next one's
-figures. `--only NAME` (api, planner, pipeline, or the module name) runs just that one.
+figures. `--only NAME` (api, planner, pipeline, fairness, or the module name) runs just that one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-BENCHES = ("bench_api", "bench_planner", "bench_pipeline", "bench_limits")
+BENCHES = ("bench_api", "bench_planner", "bench_pipeline", "bench_limits", "bench_fairness")
 
 
 def _present(module: str) -> bool:
@@ -22,7 +22,7 @@ def _present(module: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument(
-        "--only", metavar="NAME", help="one bench: api, planner, pipeline or limits"
+        "--only", metavar="NAME", help="one bench: api, planner, pipeline, limits or fairness"
     )
     args = parser.parse_args(argv)
 

@@ -180,6 +180,43 @@ def test_admin_reads_and_sets_the_cap(alice) -> None:
     assert root.request("GET", root.url("/admin/v1/cap")).json()["inflight_cap"] == 7
 
 
+def test_admin_reads_and_sets_the_per_tenant_ceiling(alice, settings, sessions) -> None:
+    root = alice.as_token("root")
+    url = root.url("/admin/v1/tenant-inflight-max")
+    assert alice.request("GET", alice.url("/admin/v1/tenant-inflight-max")).status_code == 403
+    assert (
+        alice.request("PUT", alice.url("/admin/v1/tenant-inflight-max"), json={}).status_code == 403
+    )
+    assert root.request("GET", url).json() == {
+        "tenant_inflight_max": 0,
+        "inflight_cap": 50,
+        "most_held": 0,
+    }
+    changed = root.request("PUT", url, json={"tenant_inflight_max": 3})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["tenant_inflight_max"] == 3
+    assert root.request("GET", url).json()["tenant_inflight_max"] == 3
+    for bad in (
+        {"tenant_inflight_max": -1},
+        {"tenant_inflight_max": "3"},
+        {"tenant_inflight_max": 3.0},
+        {"tenant_inflight_max": None},
+        {},
+        {"tenant_inflight_max": 3, "x": 1},
+    ):
+        answer = root.request("PUT", url, json=bad)
+        assert answer.status_code == 400, bad
+        if bad.keys() == {"tenant_inflight_max"}:
+            assert "tenant_inflight_max" in answer.json()["badRequest"]["message"], bad
+    assert root.request("GET", url).json()["tenant_inflight_max"] == 3
+    # 0 lifts the ceiling again; what the workers read is what was set.
+    assert root.request("PUT", url, json={"tenant_inflight_max": 0}).status_code == 200
+    from common.runtime_settings import tenant_inflight_max
+
+    with sessions() as session:
+        assert tenant_inflight_max(session, settings.tenant_inflight_max) == 0
+
+
 def test_admin_runs_by_state_and_summary(alice, server_a, cloud) -> None:
     root = alice.as_token("root")
     [server_b] = cloud.add_servers("tenant-b", 1)

@@ -1,17 +1,19 @@
 """The tick and admission against PostgreSQL: unique runs, collapsed periods, the cap under
-concurrent admitters, leases."""
+concurrent admitters, fair shares across ticks, leases."""
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
+from collections import Counter
 
 import sqlalchemy as sa
 
 from common import schedules
 from common.db import transaction
 from common.models import Run, Schedule
-from common.runs import IN_FLIGHT, request_run
+from common.runs import IN_FLIGHT, NewRun, make_runs, request_run
 from scheduler import tick
 from scheduler.admission import admit_waiting_runs, in_flight_count
 
@@ -123,9 +125,9 @@ def test_concurrent_admitters_never_exceed_the_cap(sessions) -> None:
     assert len(admitted) == 5
     with sessions() as session:
         assert in_flight_count(session) == 5
-    # In turns: the first five come from four tenants, none twice before all had one.
-    tenants = [r.tenant_id for r in all_runs(sessions) if r.state in IN_FLIGHT]
-    assert set(tenants) == {"t0", "t1", "t2", "t3"}
+    # Fair shares: the five places among four tenants, none twice before all had one.
+    tenants = Counter(r.tenant_id for r in all_runs(sessions) if r.state in IN_FLIGHT)
+    assert sorted(tenants.values()) == [1, 1, 1, 2]
 
 
 def test_a_server_never_gets_two_runs_in_flight(sessions) -> None:
@@ -184,3 +186,113 @@ def test_finished_runs_are_trimmed_after_the_history_days(sessions) -> None:
         assert tick.trim_history(session, NOW, keep_days=30) == 1
     # A pending run is never trimmed, however old.
     assert [r.server_id for r in all_runs(sessions)] == ["s2"]
+
+
+# -- fair shares across ticks ---------------------------------------------------------------
+
+ONE_AM = dt.datetime(2026, 11, 25, 1, 0, tzinfo=dt.UTC)
+
+
+def wait(sessions, tenant: str, server: str, minute: int, not_before: dt.datetime = NOW) -> int:  # type: ignore[no-untyped-def]
+    """A run waiting since ONE_AM + `minute`, on `server`."""
+    at = ONE_AM + dt.timedelta(minutes=minute)
+    new = NewRun(
+        None, tenant, server, "manual", at.date(), False, at, not_before, NOW.replace(hour=23)
+    )
+    with transaction(sessions) as session:
+        [run_id] = make_runs(session, [new], at)
+    return run_id
+
+
+def admit(sessions, cap: int, tenant_max: int = 0, now: dt.datetime = NOW) -> list[int]:  # type: ignore[no-untyped-def]
+    with transaction(sessions) as session:
+        return admit_waiting_runs(session, cap, now, 60, 3600, tenant_max=tenant_max)
+
+
+def finish(sessions, run_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    with transaction(sessions) as session:
+        session.execute(
+            sa.update(Run).where(Run.id.in_(run_ids)).values(state="done", finished_at=NOW)
+        )
+
+
+def test_two_places_go_to_the_oldest_of_one_tenant_and_the_other_tenants_run(sessions) -> None:
+    a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(3)]  # due 01:00, 01:01, 01:02
+    b = wait(sessions, "tenant-b", "b0", 5)  # due 01:05
+    assert sorted(admit(sessions, cap=2)) == sorted([a[0], b])
+
+
+def test_places_freed_one_at_a_time_still_go_to_the_tenant_holding_fewest(sessions) -> None:
+    a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(3)]
+    b = wait(sessions, "tenant-b", "b0", 5)
+    assert admit(sessions, cap=1) == [a[0]]
+    # A holds one place, B none: B's younger run gets the second place, not A's next.
+    assert admit(sessions, cap=2) == [b]
+
+
+def test_a_tenant_holding_three_places_waits_while_another_holds_none(sessions) -> None:
+    a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(6)]
+    assert sorted(admit(sessions, cap=3)) == a[:3]
+    b = wait(sessions, "tenant-b", "b0", 30)  # younger than every waiting run of A
+    finish(sessions, [a[1]])
+    assert admit(sessions, cap=3) == [b]
+    finish(sessions, [a[0]])
+    assert admit(sessions, cap=3) == [a[3]]
+
+
+def test_the_per_tenant_ceiling_holds_and_leaves_places_to_others(sessions) -> None:
+    a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(5)]
+    b = wait(sessions, "tenant-b", "b0", 9)
+    assert sorted(admit(sessions, cap=10, tenant_max=2)) == sorted([a[0], a[1], b])
+    assert admit(sessions, cap=10, tenant_max=2) == []
+    assert admit(sessions, cap=10, tenant_max=3) == [a[2]]
+
+
+def test_back_off_is_honoured_and_the_place_goes_to_the_next_tenant(sessions) -> None:
+    later = NOW + dt.timedelta(minutes=10)
+    wait(sessions, "tenant-a", "a0", 0, not_before=later)
+    b = wait(sessions, "tenant-b", "b0", 5)
+    assert admit(sessions, cap=1) == [b]
+    assert admit(sessions, cap=5) == []
+
+
+def test_the_query_hands_the_decision_what_the_whole_queue_would(sessions) -> None:
+    """Round after round, with servers busy, runs sharing a server, back-off and a ceiling,
+    what is admitted is what `pick_runs` picks from every waiting run."""
+    from scheduler.admission import Candidate, in_flight, pick_runs
+
+    rnd = random.Random(15)
+    for _ in range(300):
+        tenant = f"t{rnd.randrange(6)}"
+        backed_off = NOW + dt.timedelta(minutes=5) if rnd.random() < 0.1 else NOW
+        wait(sessions, tenant, f"{tenant}-s{rnd.randrange(40)}", rnd.randrange(60), backed_off)
+    for _ in range(12):
+        cap, ceiling = rnd.randint(5, 25), rnd.choice([0, 0, 3, 6])
+        with sessions() as session:
+            taken = in_flight(session)
+            rows = session.execute(
+                sa.select(Run.id, Run.tenant_id, Run.server_id, Run.scheduled_for).where(
+                    Run.state == "pending", Run.not_before <= NOW
+                )
+            )
+            whole_queue = [Candidate(*row) for row in rows]
+        expected = pick_runs(
+            whole_queue, cap - taken.total, taken.held, taken.busy_servers, ceiling
+        )
+        assert admit(sessions, cap, tenant_max=ceiling) == expected
+        in_flight_now = [r.id for r in all_runs(sessions) if r.state in IN_FLIGHT]
+        finish(sessions, rnd.sample(in_flight_now, len(in_flight_now) // 2))
+
+
+def test_workers_admit_under_the_ceiling_an_operator_set(sessions, settings, cloud, monkeypatch):  # type: ignore[no-untyped-def]
+    from common.runtime_settings import set_tenant_inflight_max
+    from workers import tasks
+    from workers.runtime import Runtime
+
+    published: list[int] = []
+    monkeypatch.setattr(tasks, "publish_creates", published.extend)
+    a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(4)]
+    with transaction(sessions) as session:
+        set_tenant_inflight_max(session, 2)
+    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW)
+    assert tasks.admit_and_publish(rt) == a[:2] == published
