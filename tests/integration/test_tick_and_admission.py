@@ -4,6 +4,7 @@ concurrent admitters, fair shares across ticks, leases."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 import threading
 from collections import Counter
@@ -191,13 +192,17 @@ def test_finished_runs_are_trimmed_after_the_history_days(sessions) -> None:
 # -- fair shares across ticks ---------------------------------------------------------------
 
 ONE_AM = dt.datetime(2026, 11, 25, 1, 0, tzinfo=dt.UTC)
+# Scheduled runs of one server need periods of their own (one run per server and period; one
+# open run-now per server): each waiting run gets the next.
+_PERIODS = itertools.count()
 
 
 def wait(sessions, tenant: str, server: str, minute: int, not_before: dt.datetime = NOW) -> int:  # type: ignore[no-untyped-def]
     """A run waiting since ONE_AM + `minute`, on `server`."""
     at = ONE_AM + dt.timedelta(minutes=minute)
+    period = dt.date(2000, 1, 1) + dt.timedelta(days=next(_PERIODS))
     new = NewRun(
-        None, tenant, server, "manual", at.date(), False, at, not_before, NOW.replace(hour=23)
+        None, tenant, server, "schedule", period, False, at, not_before, NOW.replace(hour=23)
     )
     with transaction(sessions) as session:
         [run_id] = make_runs(session, [new], at)
