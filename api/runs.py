@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import orm
 
-from api.context import now, sessions
+from api.context import now, sessions, settings
 from api.pagination import last, page
 from api.schemas import RunPageArgs, RunResponse, RunsResponse
 from api.tenancy import authorize_request, lookup_server, no_schedule
 from common import runs
+from common.clock import iso_z
 from common.db import transaction
 from common.models import Run
+from common.runs import RunState
+from common.runtime_settings import inflight_cap, tenant_inflight_max
+from scheduler.queue_forecast import Forecast, server_forecasts
 
 blp = Blueprint(
     "runs",
@@ -21,8 +28,21 @@ blp = Blueprint(
 )
 
 
-def run_body(run: Run) -> dict:
-    return runs.public_fields(run)
+def run_body(run: Run, forecasts: Mapping[int, Forecast] | None = None) -> dict:
+    """A run as its tenant reads it; a waiting run also says where it stands in the queue."""
+    ahead = (forecasts or {}).get(run.id)
+    return {
+        **runs.public_fields(run),
+        "position": ahead.position if ahead else None,
+        "estimated_start_at": iso_z(ahead.estimated_start_at) if ahead else None,
+    }
+
+
+def _forecasts(session: orm.Session, server_id: str) -> dict[int, Forecast]:
+    config = settings()
+    cap = inflight_cap(session, config.inflight_cap)
+    ceiling = tenant_inflight_max(session, config.tenant_inflight_max)
+    return server_forecasts(session, server_id, now(), cap, ceiling)
 
 
 blp.before_request(authorize_request)
@@ -36,9 +56,12 @@ class ServerRuns(MethodView):
         """The server's recent runs, newest first."""
         with sessions()() as session:
             rows = runs.server_runs(session, tenant_id, server_id, args["limit"], args["marker"])
+            waiting = any(r.state == RunState.PENDING for r in rows)
+            forecasts = _forecasts(session, server_id) if waiting else {}
         if not rows and args["marker"] is None:
             lookup_server(tenant_id, server_id)
-        return page("runs", [run_body(r) for r in rows], args["limit"], last(rows, "id"))
+        bodies = [run_body(r, forecasts) for r in rows]
+        return page("runs", bodies, args["limit"], last(rows, "id"))
 
     @blp.response(202, RunResponse)
     def post(self, tenant_id: str, server_id: str) -> dict:
@@ -53,4 +76,6 @@ class ServerRuns(MethodView):
                 run = None
         if run is None:
             no_schedule(tenant_id, server_id)
-        return {"run": run_body(run)}
+        with sessions()() as session:
+            forecasts = _forecasts(session, server_id) if run.state == RunState.PENDING else {}
+        return {"run": run_body(run, forecasts)}

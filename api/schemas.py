@@ -192,13 +192,30 @@ class RunOut(ma.Schema):
     )
 
 
+class RunOutWithPlace(RunOut):
+    position = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "How many waiting runs the service will start before this one, in "
+            "its admission order (max-min fair share across tenants); null once started."
+        },
+    )
+    estimated_start_at = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "When it may start if the images ahead take their expected time; "
+            "null once started."
+        },
+    )
+
+
 class RunsResponse(ma.Schema):
-    runs = fields.List(fields.Nested(RunOut), required=True)
+    runs = fields.List(fields.Nested(RunOutWithPlace), required=True)
     runs_links = fields.List(fields.Nested(Link))
 
 
 class RunResponse(ma.Schema):
-    run = fields.Nested(RunOut, required=True)
+    run = fields.Nested(RunOutWithPlace, required=True)
 
 
 class RunPageArgs(ma.Schema):

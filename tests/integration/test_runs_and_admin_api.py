@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,7 +60,32 @@ def test_run_now_is_queued_once_and_listed(alice, server_a, sessions) -> None:
         "image_id",
         "attempts",
         "error",
+        "position",
+        "estimated_start_at",
     }
+
+
+def test_a_waiting_run_says_where_it_stands_in_the_fair_share_queue(alice, cloud) -> None:  # type: ignore[no-untyped-def]
+    root = alice.as_token("root", "operators")
+    assert root.request("PUT", root.url("/admin/v1/cap"), json={"inflight_cap": 1}).ok
+    bob = alice.as_token("bob", "tenant-b")
+    mine = cloud.add_servers("tenant-a", 3)
+    [theirs] = cloud.add_servers("tenant-b", 1)
+    for client, server in [(alice, s) for s in mine] + [(bob, theirs)]:
+        client.post_schedule(server, {"image_schedule": {"retention": 1}})
+        assert client.request("POST", runs_url(client, server)).status_code == 202
+
+    def place(client, server):  # type: ignore[no-untyped-def]
+        [run] = client.request("GET", runs_url(client, server)).json()["runs"]
+        return run["position"], dt.datetime.fromisoformat(run["estimated_start_at"])
+
+    first, second, third = (place(alice, server) for server in mine)
+    other = place(bob, theirs)
+    # Max-min fair share: bob's only run goes before alice's second; each image is expected
+    # to take the default 900 s, one at a time under a cap of 1.
+    assert [first[0], other[0], second[0], third[0]] == [0, 1, 2, 3]
+    starts = [first[1], other[1], second[1], third[1]]
+    assert [(start - starts[0]).total_seconds() for start in starts] == [0, 900, 1800, 2700]
 
 
 def test_parallel_run_nows_make_one_run(alice, server_a, sessions) -> None:  # type: ignore[no-untyped-def]
