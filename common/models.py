@@ -63,6 +63,11 @@ class Schedule(Base):
     last_success_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=True
     )
+    # When its tenant was told it went stale (a schedule.stale event): once a stale spell,
+    # cleared by its next success.
+    stale_announced_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
     created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
         sa.DateTime(timezone=True), nullable=False, default=_now
     )

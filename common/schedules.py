@@ -10,6 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert
 
+from common import outbox
+from common.clock import iso_z_or_none
+from common.days import DAY_NAMES
 from common.models import Schedule
 from common.runs import cancel_waiting_scheduled_runs
 from common.slots import DAY_S, WEEK_S, next_run_at, period_length
@@ -204,3 +207,38 @@ def page(
 
 def count_stale(session: orm.Session, now: dt.datetime) -> int:
     return session.scalar(sa.select(sa.func.count()).select_from(Schedule).where(stale_clause(now)))
+
+
+def announce_stale(session: orm.Session, now: dt.datetime) -> int:
+    """Mark the schedules that went stale since they were last told, and write a
+    `schedule.stale` event for each whose tenant has a webhook, in the caller's transaction.
+    Returns how many went stale."""
+    went_stale = session.execute(
+        sa.update(Schedule)
+        .where(stale_clause(now), Schedule.stale_announced_at.is_(None))
+        .values(stale_announced_at=now)
+        .returning(
+            Schedule.tenant_id, Schedule.server_id, Schedule.day_of_week, Schedule.last_success_at
+        ),
+        execution_options={"synchronize_session": False},
+    ).all()
+    hooked = outbox.hooked_tenants(session, {row.tenant_id for row in went_stale})
+    events = [_stale_event(row, now) for row in went_stale if row.tenant_id in hooked]
+    outbox.add_events(session, events, now)
+    return len(went_stale)
+
+
+def _stale_event(row: sa.Row, now: dt.datetime) -> outbox.NewEvent:
+    return outbox.NewEvent(
+        tenant_id=row.tenant_id,
+        type=outbox.SCHEDULE_STALE,
+        source=f"/v2/{row.tenant_id}/servers/{row.server_id}/rax-si-image-schedule",
+        subject="schedule",
+        time=now,
+        data={
+            "tenant_id": row.tenant_id,
+            "server_id": row.server_id,
+            "day_of_week": DAY_NAMES[row.day_of_week] if row.day_of_week is not None else None,
+            "last_success_at": iso_z_or_none(row.last_success_at),
+        },
+    )

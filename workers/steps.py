@@ -285,6 +285,8 @@ def _record_success(session: orm.Session, run: Run, now: dt.datetime) -> None:
         return
     if schedule.last_success_at is None or schedule.last_success_at < now:
         schedule.last_success_at = now
+    # Fresh again: a later stale spell is announced anew.
+    schedule.stale_announced_at = None
     if run.attempt_stamp is None:
         return
     observed = max(now.timestamp() - run.attempt_stamp, 1.0)

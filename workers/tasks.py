@@ -18,7 +18,7 @@ from celery import Task
 from kombu.utils.uuid import uuid
 from sqlalchemy import exc
 
-from common import outbox
+from common import outbox, schedules
 from common.db import transaction
 from common.runs import RunState
 from common.runtime_settings import inflight_cap, tenant_inflight_max
@@ -68,6 +68,7 @@ def tick() -> dict:
         ticking.trim_history(session, now, rt.settings.run_history_days)
         rebalances.trim_finished(session, now, rt.settings.run_history_days)
         ticking.remove_gone_schedules(session, now, rt.settings.server_gone_grace_s)
+        schedules.announce_stale(session, now)
     # Counted once committed: a tick retried after a rollback finds them again.
     metrics.count_runs_ended(
         {

@@ -7,14 +7,16 @@ and a compatible POST plan the next run again."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
+from common import schedules
 from common.compute.simulated import SimulatedDriver
 from common.db import transaction
-from common.models import Run, Schedule
+from common.models import Run, Schedule, Webhook, WebhookEvent
 from common.runs import Reason, RunState
 from common.slots import next_run_at
 from scheduler import tick
@@ -365,3 +367,52 @@ def test_the_openapi_document_describes_the_new_fields_and_resources(served) -> 
     [stale] = [p for p in listing["parameters"] if p["name"] == "stale"]
     assert stale["in"] == "query" and stale["schema"]["type"] == "boolean"
     assert stale["description"]
+
+
+def _stale_events(sessions) -> list[dict]:  # type: ignore[no-untyped-def]
+    with sessions() as session:
+        bodies = session.scalars(
+            sa.select(WebhookEvent.body)
+            .where(WebhookEvent.type == "schedule.stale")
+            .order_by(WebhookEvent.created_at)
+        )
+        return [json.loads(body) for body in bodies]
+
+
+def _announce(sessions, at: dt.datetime) -> int:  # type: ignore[no-untyped-def]
+    with transaction(sessions) as session:
+        return schedules.announce_stale(session, at)
+
+
+def test_a_schedule_going_stale_is_announced_once_a_spell(
+    alice, server, clock, sessions, settings, sim
+) -> None:
+    with transaction(sessions) as session:
+        session.add(
+            Webhook(
+                tenant_id="tenant-a",
+                url="https://hooks.example.com/si",
+                secret="s" * 16,
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    [unhooked] = sim.add_servers("tenant-b", 1, disk_gb=1)
+    alice.as_token("bob", "tenant-b").post_schedule(unhooked, {"image_schedule": {"retention": 1}})
+    alice.post_schedule(server, {"image_schedule": {"retention": 2}})
+
+    assert _announce(sessions, T0 + DAY - SECOND) == 0
+    assert _announce(sessions, T0 + DAY + SECOND) == 2  # both went stale; one has a webhook
+    assert _announce(sessions, T0 + DAY + HOUR) == 0  # told once
+    [event] = _stale_events(sessions)
+    assert event["type"] == "schedule.stale" and event["specversion"] == "1.0"
+    assert event["data"]["server_id"] == server and event["data"]["last_success_at"] is None
+
+    # A success ends the spell; the next one is announced again.
+    clock.now = T0 + DAY + 2 * HOUR
+    made = alice.request("POST", alice.schedule_url(server) + "/runs").json()["run"]
+    succeeded = run_to_done(sessions, settings, sim, clock, made["id"])
+    assert _announce(sessions, succeeded + DAY + 12 * HOUR) == 0
+    assert _announce(sessions, succeeded + DAY + 12 * HOUR + SECOND) == 1
+    assert len(_stale_events(sessions)) == 2
+    assert _stale_events(sessions)[1]["data"]["last_success_at"] == iso(succeeded)
