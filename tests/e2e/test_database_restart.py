@@ -3,6 +3,8 @@ nothing lost, nothing done twice. The test runs a PostgreSQL of its own, to stop
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def own_pipeline(tmp_path: Path, redis_server) -> Iterator[tuple[Pipeline, OwnPostgres]]:  # type: ignore[no-untyped-def]
-    postgres = OwnPostgres(tmp_path / "pgstate")
+    # Not under pytest's own temporary folder: the server runs as a user of its own, and any
+    # pytest starting meanwhile makes that folder its owner's alone again (0700), after which
+    # the server's user could no longer reach its data to stop or start.
+    state = Path(tempfile.mkdtemp(prefix="si-own-pg-"))
+    postgres = OwnPostgres(state / "pgstate")
     migrate.upgrade(postgres.url)
     engine = make_engine(postgres.url)
     sessions = make_session_factory(engine)
@@ -36,6 +42,7 @@ def own_pipeline(tmp_path: Path, redis_server) -> Iterator[tuple[Pipeline, OwnPo
         running.stop_all()
         engine.dispose()
         postgres.close()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_everything_recovers_from_a_database_restart(own_pipeline, tmp_path: Path) -> None:
