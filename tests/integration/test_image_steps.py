@@ -10,13 +10,13 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from common import schedules
 from common.compute.simulated import SimulatedDriver
 from common.db import transaction
 from common.models import Run, Schedule
 from common.runs import IllegalTransition, Reason, RunState, move, request_run
 from scheduler import tick
 from scheduler.admission import admit_waiting_runs
+from tests.support.scheduled import scheduled_server
 from workers.runtime import Runtime
 from workers.steps import Outcome, create_image, poll_images
 
@@ -24,20 +24,7 @@ NOW = dt.datetime(2026, 11, 25, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 
 
 def _scheduled_server(sessions, cloud, fault: str | None = None) -> str:  # type: ignore[no-untyped-def]
-    [server] = cloud.add_servers("t1", 1, disk_gb=1, fault=fault)
-    with transaction(sessions) as session:
-        schedules.upsert(
-            session,
-            tenant_id="t1",
-            server_id=server,
-            server_name="web",
-            retention=2,
-            day_of_week=None,
-            slot_s=3600,
-            default_duration_s=60,
-            now=NOW,
-        )
-    return server
+    return scheduled_server(sessions, cloud, "t1", NOW, fault)
 
 
 def _admitted_run(sessions, server: str) -> int:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from api import create_app
-from common import outbox, schedules
+from common import outbox
 from common.compute.simulated import SimulatedDriver
 from common.db import transaction
 from common.models import Run, Webhook, WebhookAttempt, WebhookEvent
@@ -25,6 +25,7 @@ from common.runs import IllegalTransition, RunState, end, move, moving, request_
 from scheduler import tick
 from scheduler.admission import admit_waiting_runs
 from tests.conftest import Client, ServedApp
+from tests.support.scheduled import scheduled_server
 from tests.support.webhook_receiver import WebhookReceiver
 from workers import steps, webhooks
 from workers.runtime import Runtime
@@ -185,20 +186,7 @@ def _hook(sessions, tenant: str, url: str, secret: str = SECRET) -> None:  # typ
 
 
 def _server_with_schedule(sessions, cloud, tenant: str = "tenant-a", fault=None) -> str:  # type: ignore[no-untyped-def]
-    [server] = cloud.add_servers(tenant, 1, disk_gb=1, fault=fault)
-    with transaction(sessions) as session:
-        schedules.upsert(
-            session,
-            tenant_id=tenant,
-            server_id=server,
-            server_name="web",
-            retention=2,
-            day_of_week=None,
-            slot_s=3600,
-            default_duration_s=60,
-            now=NOW,
-        )
-    return server
+    return scheduled_server(sessions, cloud, tenant, NOW, fault)
 
 
 def _saving_run(sessions, settings, cloud, tenant: str = "tenant-a") -> tuple[int, Runtime]:  # type: ignore[no-untyped-def]
