@@ -13,12 +13,21 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from hypothesis import Phase
+from hypothesis import settings as hypothesis_settings
 from werkzeug.serving import make_server
 
 from common.db import make_engine, make_session_factory
 from common.embedded import embedded_postgres_url
 from common.settings import Settings
 from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
+
+# `make mutation` runs the property tests once per mutant: a failing example is all it needs,
+# not the smallest one.
+hypothesis_settings.register_profile(
+    "mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def _find_postgres() -> tuple[str, str]:
