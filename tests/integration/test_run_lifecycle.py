@@ -8,8 +8,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from common import outbox
 from common.db import transaction
-from common.models import Run
+from common.models import Run, WebhookEvent
 from common.runs import (
     FINAL,
     IN_FLIGHT,
@@ -94,7 +95,7 @@ def test_moving_narrowed_to_some_sources_moves_those_alone(sessions) -> None:
         session.execute(moving(S.PENDING, Run.tenant_id == "tenant-a", only_from=[S.SAVING]))
     states = states_of(sessions)
     assert states[made[S.SAVING]] == "pending" and states[made[S.CREATING]] == "creating"
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match="-> pending"):
         moving(S.PENDING, only_from=[S.ADMITTED])
 
 
@@ -151,6 +152,7 @@ def test_a_run_ends_only_inside_a_session() -> None:
 def test_end_matching_ends_the_matching_runs_it_may_and_returns_them(sessions) -> None:
     made = runs_in_every_state(sessions)
     with transaction(sessions) as session:
+        session.execute(sa.update(Run).values(lease_until=NOW))
         ended = end_matching(
             session, S.CANCELLED, NOW, Reason.SERVER_GONE, "gone", Run.tenant_id == "tenant-a"
         )
@@ -160,7 +162,7 @@ def test_end_matching_ends_the_matching_runs_it_may_and_returns_them(sessions) -
     assert {(r.id, r.reason, r.error, r.finished_at, r.lease_until) for r in cancelled} == {
         (made[S.PENDING], "server_gone", "gone", NOW, None),
         (made[S.CREATING], "server_gone", "gone", NOW, None),
-        (made[S.CANCELLED], None, None, None, None),
+        (made[S.CANCELLED], None, None, None, NOW),  # already ended: untouched
     }
 
 
@@ -204,3 +206,35 @@ def test_in_states_selects_exactly_those_states(sessions) -> None:
     with sessions() as session:
         found = set(session.scalars(sa.select(Run.id).where(in_states(OPEN))))
     assert found == {made[s] for s in OPEN}
+
+
+def test_moves_and_ends_reach_only_the_runs_matching_the_callers_conditions(sessions) -> None:
+    mine, other = saving_run(sessions), wait(sessions, "tenant-b", "s2", 1)
+    put_in(sessions, [other], "saving")
+    theirs = wait(sessions, "tenant-b", "s3", 2)
+    with transaction(sessions) as session:
+        session.execute(sa.update(Run).values(deadline_at=NOW - dt.timedelta(seconds=1)))
+        session.execute(moving(S.PENDING, Run.id == mine))
+        assert time_out(session, NOW, Run.id == other) == [("tenant-b", "s2")]
+        only_pending = end_matching(
+            session, S.CANCELLED, NOW, Reason.SERVER_GONE, "gone", only_from=(S.PENDING,)
+        )
+    assert sorted(row.id for row in only_pending) == sorted([mine, theirs])
+    with sessions() as session:
+        run = session.get(Run, other)
+    # A run that had no error says only why it timed out.
+    assert (run.state, run.error) == ("timed_out", TIMED_OUT_ERROR)
+
+
+def test_every_end_is_announced_to_a_hooked_tenant_as_of_its_time(sessions) -> None:
+    with transaction(sessions) as session:
+        outbox.put_webhook(session, "tenant-a", "https://hooks.example.com/", "s" * 16, NOW)
+    one, many = saving_run(sessions), wait(sessions, "tenant-a", "s2", 1)
+    later = NOW + dt.timedelta(minutes=9)
+    with transaction(sessions) as session:
+        end(session.get(Run, one), S.DONE, later, None, None)
+        end_matching(session, S.SKIPPED, later, Reason.MISSED_WINDOW, "late", Run.id == many)
+    with sessions() as session:
+        events = session.scalars(sa.select(WebhookEvent)).all()
+    assert sorted(e.type for e in events) == ["run.failed", "run.succeeded"]
+    assert {(e.created_at, e.next_attempt_at) for e in events} == {(later, later)}

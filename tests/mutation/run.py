@@ -14,6 +14,7 @@ from their copy of the tree, and a `tests` package already loaded from here woul
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -22,7 +23,10 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -115,6 +119,33 @@ def run_module(name: str, spec: dict) -> None:
     print(f"{name}: {len(results)} mutants in {time.monotonic() - started:.0f} s")
 
 
+@contextlib.contextmanager
+def database_template() -> Iterator[None]:
+    """One migrated database that each mutant's test run copies instead of migrating its own
+    (SI_TEST_DATABASE_TEMPLATE); it and every copy left behind are dropped at the end."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
+
+    admin = os.environ.get("TEST_DATABASE_URL", LOCAL_ADMIN_URL)
+    if not answers(admin):
+        yield  # the embedded server: each run migrates a database of its own
+        return
+    template = sa.make_url(create_migrated(admin, "si_mutation")).database
+    os.environ["SI_TEST_DATABASE_TEMPLATE"] = template
+    try:
+        yield
+    finally:
+        engine = sa.create_engine(admin)
+        with engine.connect() as connection:
+            names = connection.scalars(
+                sa.text("SELECT datname FROM pg_database WHERE datname LIKE :copies"),
+                {"copies": f"{template}_%"},
+            ).all()
+        engine.dispose()
+        for name in [*names, template]:
+            drop(admin, sa.make_url(admin).set(database=name).render_as_string(False))
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--one"]:
         mutate(argv[1])
@@ -128,9 +159,12 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(OUT / "tmp"))
     os.environ["HYPOTHESIS_PROFILE"] = "mutation"
     (OUT / "tmp").mkdir(exist_ok=True)
-    for name in names:
-        (OUT / f"{name}.rewrites.log").unlink(missing_ok=True)
-        run_module(name, chosen[name])
+    started = time.monotonic()
+    with database_template():
+        for name in names:
+            (OUT / f"{name}.rewrites.log").unlink(missing_ok=True)
+            run_module(name, chosen[name])
+    print(f"\n{len(names)} modules in {(time.monotonic() - started) / 60:.1f} min")
     return report(OUT, names, TARGET)
 
 

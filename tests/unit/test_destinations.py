@@ -37,6 +37,8 @@ def pointing(*addresses: str):  # type: ignore[no-untyped-def]
         ("100.100.100.200", "a cloud metadata address"),
         ("169.254.1.1", "a link-local address"),
         ("fe80::1%eth0", "a link-local address"),
+        ("fd00:ec2::254%eth0", "a cloud metadata address"),  # scoped, still the metadata
+        ("fd00:ec2::254%a%b", "a cloud metadata address"),
         ("127.0.0.1", "a loopback address"),
         ("::1", "a loopback address"),
         ("::ffff:127.0.0.1", "a loopback address"),
@@ -65,6 +67,7 @@ def test_each_address_is_refused_for_what_it_is(address: str, problem: str | Non
         ("10.1.2.3", True),
         ("fd12::1", True),
         ("169.254.169.254", False),
+        ("fd00:ec2::254%eth0", False),
         ("169.254.1.1", False),
         ("224.0.0.1", False),
     ],
@@ -95,18 +98,22 @@ def test_the_port_and_path_default_and_the_host_header_names_a_port_not_the_sche
     [
         ("ftp://hooks.example.com/", "the scheme must be http or https, not 'ftp'"),
         ("hooks.example.com/si", "the scheme must be http or https, not 'none'"),
-        ("https://user:pw@hooks.example.com/", "must not carry a user or password"),
-        ("https://user@hooks.example.com/", "must not carry a user or password"),
+        ("https://user:pw@hooks.example.com/", "the URL must not carry a user or password"),
+        ("https://user@hooks.example.com/", "the URL must not carry a user or password"),
         ("https:///si", "the URL has no host"),
-        ("https://hooks.example.com:99999/", "not a valid URL"),
-        ("http://metadata.google.internal/", "metadata.google.internal is a cloud metadata"),
+        ("https://hooks.example.com:99999/", "not a valid URL (Port out of range 0-65535)"),
+        (
+            "http://metadata.google.internal/",
+            "metadata.google.internal is a cloud metadata service",
+        ),
         ("http://metadata./", "metadata is a cloud metadata service"),
     ],
 )
 def test_a_url_that_is_not_allowed_is_refused_naming_why(url: str, message: str) -> None:
     resolver = pointing(PUBLIC)
-    with pytest.raises(RefusedDestination, match=message):
+    with pytest.raises(RefusedDestination) as refused:
         check_destination(url, False, resolver)
+    assert str(refused.value) == message
     assert resolver.asked == []
 
 
@@ -122,6 +129,11 @@ def test_one_address_not_allowed_among_public_ones_refuses_the_url() -> None:
         str(refused.value)
         == "hooks.example.com resolves to 169.254.169.254, a cloud metadata address"
     )
+
+
+def test_allowing_private_lets_a_url_to_a_private_address_through() -> None:
+    destination = check_destination("http://hooks.internal:8080/", True, pointing("10.0.0.5"))
+    assert destination.addresses == ("10.0.0.5",)
 
 
 def test_a_host_that_resolves_to_nothing_is_refused() -> None:

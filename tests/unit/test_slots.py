@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from hypothesis import given
@@ -126,7 +127,7 @@ def test_a_day_outside_monday_to_sunday_is_refused(day) -> None:
 
 
 def test_a_daily_schedule_has_no_window_and_a_day_long_period() -> None:
-    with pytest.raises(ValueError, match="daily schedule has no weekly window"):
+    with pytest.raises(ValueError, match="^a daily schedule has no weekly window$"):
         window(None)  # type: ignore[arg-type]
     assert (period_length(None), period_length(0), period_length(6)) == (DAY_S, WEEK_S, WEEK_S)
 
@@ -173,5 +174,30 @@ def test_next_run_is_strictly_after_and_last_run_at_or_before() -> None:
 def test_naive_times_are_refused_everywhere() -> None:
     naive = dt.datetime(2024, 1, 1)
     for compute in (next_run_at, last_run_at, period_of):
-        with pytest.raises(ValueError, match="timezone-aware"):
+        with pytest.raises(ValueError, match="^a timezone-aware datetime is required$"):
             compute(None, 0, naive)
+
+
+class NoOffset(dt.tzinfo):
+    """A zone that knows no offset: a time in it is as naive as one without."""
+
+    def utcoffset(self, moment: dt.datetime | None) -> None:
+        return None
+
+
+def test_a_time_whose_zone_has_no_offset_is_refused() -> None:
+    with pytest.raises(ValueError, match="^a timezone-aware datetime is required$"):
+        next_run_at(None, 0, dt.datetime(2024, 1, 1, tzinfo=NoOffset()))
+
+
+def test_answers_are_in_utc_whatever_the_machines_zone(monkeypatch) -> None:
+    monkeypatch.setenv("TZ", "IST-5:30")  # POSIX: 5 h 30 east of UTC
+    time.tzset()
+    try:
+        after = dt.datetime(2024, 3, 5, 22, tzinfo=UTC)
+        run = next_run_at(None, 23 * 3600, after)
+        assert (run, run.utcoffset()) == (dt.datetime(2024, 3, 5, 23, tzinfo=UTC), dt.timedelta(0))
+        assert period_of(None, 23 * 3600, run) == dt.date(2024, 3, 5)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
