@@ -11,7 +11,13 @@ import sqlalchemy as sa
 
 from common.db import transaction
 from common.models import Run
-from scheduler.admission import in_flight, in_flight_count
+from scheduler.admission import (
+    InFlight,
+    admit_waiting_runs,
+    in_flight,
+    in_flight_count,
+    waiting_candidates,
+)
 from tests.support.waiting import NOW, admit, put_in, wait
 
 
@@ -111,3 +117,12 @@ def test_the_candidates_query_takes_turns_across_tenants_within_the_places(sessi
     a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(3)]
     b = wait(sessions, "tenant-b", "b0", 5)
     assert admit(sessions, cap=2) == [a[0], b]
+
+
+def test_with_no_ceiling_given_a_tenant_may_take_every_place(sessions) -> None:
+    runs = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(3)]
+    with sessions() as session:
+        candidates = waiting_candidates(session, NOW, 3, InFlight.of([]))
+    assert [c.run_id for c in candidates] == runs
+    with transaction(sessions) as session:
+        assert admit_waiting_runs(session, 3, NOW, 60, 3600) == runs
