@@ -211,7 +211,8 @@ def test_in_states_selects_exactly_those_states(sessions) -> None:
 def test_moves_and_ends_reach_only_the_runs_matching_the_callers_conditions(sessions) -> None:
     mine, other = saving_run(sessions), wait(sessions, "tenant-b", "s2", 1)
     put_in(sessions, [other], "saving")
-    theirs = wait(sessions, "tenant-b", "s3", 2)
+    theirs, creating = wait(sessions, "tenant-b", "s3", 2), wait(sessions, "tenant-b", "s4", 3)
+    put_in(sessions, [creating], "creating")
     with transaction(sessions) as session:
         session.execute(sa.update(Run).values(deadline_at=NOW - dt.timedelta(seconds=1)))
         session.execute(moving(S.PENDING, Run.id == mine))
@@ -224,6 +225,7 @@ def test_moves_and_ends_reach_only_the_runs_matching_the_callers_conditions(sess
         run = session.get(Run, other)
     # A run that had no error says only why it timed out.
     assert (run.state, run.error) == ("timed_out", TIMED_OUT_ERROR)
+    assert states_of(sessions)[creating] == "creating"  # past its deadline, but not asked for
 
 
 def test_every_end_is_announced_to_a_hooked_tenant_as_of_its_time(sessions) -> None:
