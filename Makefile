@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench mutation clean
 
 install: $(VENV)/.installed
 
@@ -26,5 +26,8 @@ lint: install
 bench: install
 	$(BIN)/python -m tests.bench
 
+mutation: install
+	$(BIN)/python tests/mutation/run.py
+
 clean:
-	rm -rf $(VENV) .state .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .state .pytest_cache .ruff_cache .hypothesis mutants .mutation

@@ -13,12 +13,25 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from hypothesis import HealthCheck, Phase
+from hypothesis import settings as hypothesis_settings
 from werkzeug.serving import make_server
 
 from common.db import make_engine, make_session_factory
 from common.embedded import embedded_postgres_url
 from common.settings import Settings
-from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
+from tests.support.databases import LOCAL_ADMIN_URL, answers, copy, create_migrated, drop
+
+# `make mutation` runs the property tests once per mutant, two at a time: a failing example is
+# all it needs, not the smallest one, and a slow draw is the machine's load, not a mutant.
+hypothesis_settings.register_profile(
+    "mutation",
+    max_examples=40,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def _find_postgres() -> tuple[str, str]:
@@ -52,7 +65,11 @@ def pg_admin_url(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def database_url(pg_admin_url: str) -> Iterator[str]:
     """A database of this test run's own, migrated to head, dropped at the end."""
-    url = create_migrated(pg_admin_url, "si_test")
+    template = os.environ.get("SI_TEST_DATABASE_TEMPLATE")
+    if template:  # a migrated database to copy, named by `make mutation`
+        url = copy(pg_admin_url, template, template)
+    else:
+        url = create_migrated(pg_admin_url, "si_test")
     yield url
     drop(pg_admin_url, url)
 

@@ -33,6 +33,19 @@ def create(admin_url: str, prefix: str) -> str:
     return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+def copy(admin_url: str, template: str, prefix: str) -> str:
+    """A new database `<prefix>_<random>`, a copy of the database `template`: far quicker than
+    migrating one, for runs that make a database each (mutation testing)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    finally:
+        engine.dispose()
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
 def create_migrated(admin_url: str, prefix: str) -> str:
     """A new database as `create` makes it, migrated to head."""
     url = create(admin_url, prefix)

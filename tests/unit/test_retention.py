@@ -239,9 +239,9 @@ def test_an_image_listed_twice_is_counted_once() -> None:
 
 @pytest.mark.parametrize("retention", [0, -1])
 def test_retention_below_one_is_refused(retention) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^retention must be at least 1$"):
         retention_verdicts([_image("a", 1)], SERVER, retention)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^retention must be at least 1$"):
         images_to_delete([_image("a", 1)], SERVER, retention)
 
 
