@@ -31,6 +31,7 @@ from scheduler.planning.back_on_their_day import (
 from scheduler.planning.context import FINE_LP_NEEDS_S, TIME_LIMIT_S, RebalanceRun
 from scheduler.planning.day_by_day import FirstPlan, plan_day_by_day
 from scheduler.planning.fleet import Fleet, Plan, read_fleet, tenant_stacking
+from scheduler.planning.levelling import level_load
 from scheduler.planning.lower_bound import LowerBound, lower_bound
 from scheduler.planning.lp_plans import fine_limit, fine_wanted, plan_for_share
 from scheduler.planning.observer import QUIET, Observer
@@ -110,6 +111,8 @@ def rebalance(
         kept = placed_anew.size < fleet.size
         plan = make_room_on_their_day(run, plan, share, judgement.target, limit, kept)
         share = on_day_share(fleet.days, plan.slots)
+    observer.stage("levelling the load: runs placed anew at the lowest load their day allows")
+    level_load(plan, fleet, placed_anew, max(judgement.target, plan.peak), rng)
     return _result(fleet, current, first, plan, share, judgement, cap)
 
 
