@@ -12,21 +12,27 @@ rebalance of a levelled plan changes nothing.
 
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
 
 from scheduler.planning.fleet import Fleet, Plan
 from scheduler.planning.water_fill import PlacementMode, fill, groups, spread_by_tenant
 from scheduler.planning.week import BIN_S, DAILY, add_spans, daily_starts, on_their_day
 
-#: Passes over the groups: a second finds room the first's later groups left behind.
-PASSES = 2
-
 
 def level_load(
-    plan: Plan, fleet: Fleet, movable: np.ndarray, limit: float, rng: np.random.Generator
+    plan: Plan,
+    fleet: Fleet,
+    movable: np.ndarray,
+    limit: float,
+    rng: np.random.Generator,
+    deadline: float = math.inf,
 ) -> int:
     """Re-fill the `movable` runs at the lowest load, never above `limit` nor the plan's own
-    peak, keeping on their day those that are; `plan` is updated. Returns the groups moved."""
+    peak, keeping on their day those that are; `plan` is updated. It stops at `deadline`
+    (monotonic), the rebalance's. Returns the groups moved."""
     days, lengths = fleet.days, fleet.lengths
     weekly = movable[days[movable] != DAILY]
     on_day = weekly[on_their_day(days[weekly], plan.slots[weekly])]
@@ -36,12 +42,13 @@ def level_load(
     key = -lengths[kinds] * 8 + np.where(days[kinds] == DAILY, 7, days[kinds])
     ceiling = min(limit, plan.peak)
     moved = 0
-    for _ in range(PASSES):
-        for members in groups(kinds, key):
-            members = spread_by_tenant(members, fleet.tenants)
-            moved += _refill(
-                plan, int(days[members[0]]), int(lengths[members[0]]), members, ceiling, rng
-            )
+    for members in groups(kinds, key):
+        if time.monotonic() >= deadline:
+            break
+        members = spread_by_tenant(members, fleet.tenants)
+        moved += _refill(
+            plan, int(days[members[0]]), int(lengths[members[0]]), members, ceiling, rng
+        )
     return moved
 
 

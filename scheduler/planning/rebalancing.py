@@ -112,7 +112,7 @@ def rebalance(
         plan = make_room_on_their_day(run, plan, share, judgement.target, limit, kept)
         share = on_day_share(fleet.days, plan.slots)
     observer.stage("levelling the load: runs placed anew at the lowest load their day allows")
-    level_load(plan, fleet, placed_anew, max(judgement.target, plan.peak), rng)
+    level_load(plan, fleet, placed_anew, max(judgement.target, plan.peak), rng, run.deadline)
     return _result(fleet, current, first, plan, share, judgement, cap)
 
 
