@@ -21,6 +21,15 @@ from scheduler.planning.fleet import Fleet, Plan
 from scheduler.planning.water_fill import PlacementMode, fill, groups, spread_by_tenant
 from scheduler.planning.week import BIN_S, DAILY, add_spans, daily_starts, on_their_day
 
+OFF_DAY = PlacementMode.LEVEL_OFF_DAY
+#: How much lower the share of weekly schedules on their day may be made to give the busiest
+#: days room: this much below what the plan keeps, never more than ROOM_BELOW_LP below the LP's
+#: most, and only with a cap at least ROOM_FROM times the bound: nearer the bound the days
+#: around the busiest have no room to give.
+ROOM_SHARE = 0.005
+ROOM_BELOW_LP = 0.0075
+ROOM_FROM = 1.2
+
 
 def level_load(
     plan: Plan,
@@ -46,10 +55,47 @@ def level_load(
         if time.monotonic() >= deadline:
             break
         members = spread_by_tenant(members, fleet.tenants)
-        moved += _refill(
-            plan, int(days[members[0]]), int(lengths[members[0]]), members, ceiling, rng
-        )
+        day = int(days[members[0]])
+        mode = PlacementMode.DAILY if day == DAILY else PlacementMode.LEVEL_ON_DAY
+        moved += _refill(plan, day, int(lengths[members[0]]), members, ceiling, rng, mode)
     return moved
+
+
+def room_on_busy_days(
+    plan: Plan,
+    fleet: Fleet,
+    movable: np.ndarray,
+    leave: int,
+    ceiling: float,
+    rng: np.random.Generator,
+) -> int:
+    """Move up to `leave` weekly runs placed anew off their day, from the busiest day (by its
+    mean load) at each step, the longest first, to the lowest load in the rest of their window,
+    never above `ceiling`; a move is kept only where the load comes out more level. A busy day
+    can keep its runs on it only by filling the cap all day, where any image that runs long
+    makes the next ones wait; its longest runs moved to the quiet hours beside it give it room
+    at the cost of a few runs off their day. Returns how many moved."""
+    days, lengths = fleet.days, fleet.lengths
+    weekly = movable[days[movable] != DAILY]
+    candidates = weekly[on_their_day(days[weekly], plan.slots[weekly])]
+    candidates = candidates[np.lexsort((candidates, -lengths[candidates]))]
+    done = np.zeros(7, dtype=bool)
+    left = leave
+    while left > 0 and not done.all():
+        mean = plan.load.reshape(7, -1).mean(axis=1)
+        day = int(np.argmax(np.where(done, -np.inf, mean)))
+        of_day = candidates[days[candidates] == day]
+        if of_day.size == 0:
+            done[day] = True
+            continue
+        group = of_day[lengths[of_day] == lengths[of_day[0]]][:left]
+        if not _refill(plan, day, int(lengths[group[0]]), group, ceiling, rng, OFF_DAY):
+            done[day] = True
+            continue
+        candidates = np.setdiff1d(candidates, group, assume_unique=True)
+        candidates = candidates[np.lexsort((candidates, -lengths[candidates]))]
+        left -= group.size
+    return leave - left
 
 
 def _refill(
@@ -59,15 +105,15 @@ def _refill(
     members: np.ndarray,
     ceiling: float,
     rng: np.random.Generator,
+    mode: PlacementMode,
 ) -> int:
-    """Take one group out and fill it back in at the lowest load; keep that if every run fits
-    under `ceiling` and the load is more level. Returns 1 if kept."""
+    """Take one group out and fill it back in at the lowest load `mode` allows; keep that if
+    every run fits under `ceiling` and the load is more level. Returns 1 if kept."""
     load, slots = plan.load, plan.slots
     before = load.copy()
     old = slots[members] // BIN_S
     starts = daily_starts(old) if day == DAILY else old
     add_spans(load, starts, length, -1.0)
-    mode = PlacementMode.DAILY if day == DAILY else PlacementMode.LEVEL_ON_DAY
     got = fill(load, day, length, members.size, mode, ceiling, rng)
     squares = float(np.square(load).sum())
     if got.size < members.size or squares >= float(np.square(before).sum()) - 1e-6:
