@@ -28,7 +28,7 @@ from scheduler.planning.back_on_their_day import (
     make_room_on_their_day,
     pull_onto_their_day,
 )
-from scheduler.planning.context import FINE_LP_NEEDS_S, TIME_LIMIT_S, RebalanceRun
+from scheduler.planning.context import FINE_LP_NEEDS_S, FINISHING_S, TIME_LIMIT_S, RebalanceRun
 from scheduler.planning.day_by_day import FirstPlan, plan_day_by_day
 from scheduler.planning.fleet import Fleet, Plan, read_fleet, tenant_stacking
 from scheduler.planning.levelling import (
@@ -138,7 +138,9 @@ def _level(
         run.observer.stage(f"room on the busiest days: up to {leave:,} runs off their day")
         room_on_busy_days(plan, fleet, placed_anew, leave, ceiling, run.rng)
     run.observer.stage("levelling the load: runs placed anew at the lowest load their day allows")
-    level_load(plan, fleet, placed_anew, ceiling, run.rng, run.deadline)
+    # Like an LP under way, levelling may finish a little past the deadline: FINISHING_S at most.
+    until = max(run.deadline, time.monotonic() + FINISHING_S)
+    level_load(plan, fleet, placed_anew, ceiling, run.rng, until)
 
 
 @contextmanager
