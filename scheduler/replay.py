@@ -218,23 +218,26 @@ class _Admission:
         self.late_limit: int | None = None
         self.too_late = 0
 
+    def _count_late(self, run: int, delay: float) -> None:
+        if delay > LATE_S and self.counted[run] and self.late_limit is not None:
+            self.too_late += 1
+            if self.too_late > self.late_limit:
+                raise TooLate
+
     def until_calm(self, first: int, flying: np.ndarray) -> int:
-        """Replay from run `first` (due now; `flying` in flight, all started when due) until
-        no run waits and none in flight started late; return the next run due then. The starts
-        go into `self.start`."""
+        """Replay into `self.start` from run `first` (due now; `flying` in flight, started when
+        due) until no run waits and none in flight started late; return the next run due."""
         due, duration, tenant, server = self.due, self.duration, self.tenant, self.server
         start, cap, count = self.start, self.cap, len(due)
         held = np.bincount(self.codes[flying], minlength=self.tenants).tolist()
         version = [0] * self.tenants
-        ends = [(due[r] + duration[r], r) for r in flying.tolist()]
-        heapq.heapify(ends)
+        ends = sorted((due[r] + duration[r], r) for r in flying.tolist())  # a heap
         busy = {server[r] for r in flying.tolist()}
         queues: dict[int, list[tuple[float, int]]] = {}  # tenant: heap of (due, run) waiting
         turns: list[tuple[int, float, int, int, int]] = []  # (held, due, run, tenant, version)
         parked: dict[int, list[tuple[float, int]]] = {}  # server: its runs waiting for it
         queued = late = 0  # runs in the queues (while any are, every place is taken); late ones
         after = first
-        inf = float("inf")
 
         def queue_up(t: int) -> None:
             version[t] += 1
@@ -247,10 +250,7 @@ class _Admission:
             held[tenant[run]] += 1
             busy.add(server[run])
             heapq.heappush(ends, (now + duration[run], run))
-            if now - due[run] > LATE_S and self.counted[run] and self.late_limit is not None:
-                self.too_late += 1
-                if self.too_late > self.late_limit:
-                    raise TooLate
+            self._count_late(run, now - due[run])
             return int(now > due[run])
 
         def admit(now: float) -> None:
@@ -278,7 +278,7 @@ class _Admission:
         while after < count or ends:
             if not queued and not parked and not late and after > first:
                 return after
-            next_due = due[after] if after < count else inf
+            next_due = due[after] if after < count else float("inf")
             if ends and ends[0][0] <= next_due:
                 now, run = heapq.heappop(ends)
                 late -= int(start[run] > due[run])
