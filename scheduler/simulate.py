@@ -18,6 +18,7 @@ from common.days import DAY_NAMES, day_number
 from scheduler.planning import DAILY, PlanResult, planned_load, rebalance
 from scheduler.planning.week import DAY_BINS, WEEK_BINS
 from scheduler.planning_report import PlanningReport
+from scheduler.replay import NOISE, WEEKS, delays, headroom, random_hour_slots, runs_of
 
 FLEET_COLUMNS = ("server_id", "tenant_id", "day_of_week", "expected_duration_s")
 PROGRESS_FROM = 50_000  # fleets at least this large get a progress bar
@@ -274,9 +275,32 @@ def _plot_path(ctx: click.Context, param: click.Parameter, value: Path | None) -
     callback=_plot_path,
     help="Also draw the planned load over the week to this PNG.",
 )
-def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path | None) -> None:
+@click.option(
+    "--noise",
+    default=NOISE,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    callback=_finite,
+    help="Log-sd of the images' real durations around their expected ones, in the replay.",
+)
+@click.option(
+    "--weeks",
+    default=WEEKS,
+    show_default=True,
+    type=click.IntRange(min=0, max=52),
+    help="Weeks the plan is replayed for (0: no replay).",
+)
+def simulate(
+    fleet_path: Path,
+    capacity: float,
+    out_path: Path,
+    plot_path: Path | None,
+    noise: float,
+    weeks: int,
+) -> None:
     """Plan a fleet file offline: print the planned peak against the lower bound and the
-    share of weekly schedules on their chosen day; write the slots; optionally plot."""
+    share of weekly schedules on their chosen day; write the slots; optionally plot. Then
+    replay the plan with noisy durations under the cap, beside the random-hour plan."""
     fleet = read_fleet(fleet_path)
     size = fleet.duration_s.size
     current = np.full(size, -1, dtype=np.int64)
@@ -322,3 +346,27 @@ def simulate(fleet_path: Path, capacity: float, out_path: Path, plot_path: Path 
         )
         click.echo(f"warning: {verdict}", err=True)
     click.echo(f"plan written to {out_path}" + (f", plot to {plot_path}" if plot_path else ""))
+    if weeks:
+        _echo_replay(fleet, plan.slot_s, capacity, noise, weeks)
+
+
+def _echo_replay(
+    fleet: Fleet, slot_s: np.ndarray, capacity: float, noise: float, weeks: int
+) -> None:
+    """How late images start when the plan, and the random-hour plan, are replayed."""
+    cap = int(math.floor(capacity + 1e-9))
+    click.echo(
+        f"replay:                 {weeks} weeks, durations noisy (log-sd {noise:g}), at most "
+        f"{cap} in flight, places in admission's order"
+    )
+    for name, slots in (
+        ("this plan", slot_s),
+        ("random hour (QonoS)", random_hour_slots(fleet.day_of_week)),
+    ):
+        runs = runs_of(fleet.day_of_week, fleet.duration_s, fleet.tenant_id, slots, weeks, noise)
+        late = delays(runs, cap)
+        click.echo(f"  {name + ':':<21} start delay {late.line()}")
+        click.echo(
+            f"  {'':<21} headroom: images may run {headroom(runs, cap):.2f} x their expected "
+            f"time on average before the p99 delay passes an hour"
+        )

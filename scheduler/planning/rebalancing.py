@@ -28,9 +28,16 @@ from scheduler.planning.back_on_their_day import (
     make_room_on_their_day,
     pull_onto_their_day,
 )
-from scheduler.planning.context import FINE_LP_NEEDS_S, TIME_LIMIT_S, RebalanceRun
+from scheduler.planning.context import FINE_LP_NEEDS_S, FINISHING_S, TIME_LIMIT_S, RebalanceRun
 from scheduler.planning.day_by_day import FirstPlan, plan_day_by_day
 from scheduler.planning.fleet import Fleet, Plan, read_fleet, tenant_stacking
+from scheduler.planning.levelling import (
+    ROOM_BELOW_LP,
+    ROOM_FROM,
+    ROOM_SHARE,
+    level_load,
+    room_on_busy_days,
+)
 from scheduler.planning.lower_bound import LowerBound, lower_bound
 from scheduler.planning.lp_plans import fine_limit, fine_wanted, plan_for_share
 from scheduler.planning.observer import QUIET, Observer
@@ -110,7 +117,30 @@ def rebalance(
         kept = placed_anew.size < fleet.size
         plan = make_room_on_their_day(run, plan, share, judgement.target, limit, kept)
         share = on_day_share(fleet.days, plan.slots)
+    _level(run, plan, placed_anew, share, judgement)
+    share = on_day_share(fleet.days, plan.slots)
     return _result(fleet, current, first, plan, share, judgement, cap)
+
+
+def _level(
+    run: RebalanceRun, plan: Plan, placed_anew: np.ndarray, share: float, judgement: Judgement
+) -> None:
+    """The third aim: room on the busiest days for a few runs off their day, then every run
+    placed anew at the lowest load its day allows; never above the target."""
+    fleet, limit = run.fleet, judgement.limit
+    floor = share - ROOM_SHARE
+    if limit is not None and limit.feasible:
+        floor = max(floor, limit.share - ROOM_BELOW_LP)
+    leave = int(np.floor((share - floor) * fleet.weekly_count + 1e-9))
+    ceiling = judgement.target
+    roomy = ceiling >= ROOM_FROM * judgement.bound.value
+    if leave > 0 and roomy and plan.peak <= ceiling + 1e-9:
+        run.observer.stage(f"room on the busiest days: up to {leave:,} runs off their day")
+        room_on_busy_days(plan, fleet, placed_anew, leave, ceiling, run.rng)
+    run.observer.stage("levelling the load: runs placed anew at the lowest load their day allows")
+    # Like an LP under way, levelling may finish a little past the deadline: FINISHING_S at most.
+    until = max(run.deadline, time.monotonic() + FINISHING_S)
+    level_load(plan, fleet, placed_anew, ceiling, run.rng, until)
 
 
 @contextmanager

@@ -31,6 +31,8 @@ class PlacementMode(enum.Enum):
     ON_DAY = enum.auto()  # a weekly schedule's chosen day only
     DAILY = enum.auto()  # any time of day, the same every day: a daily schedule
     WINDOW = enum.auto()  # anywhere in a weekly schedule's window, nearest its day first
+    LEVEL_ON_DAY = enum.auto()  # a weekly schedule's chosen day, always at its lowest load
+    LEVEL_OFF_DAY = enum.auto()  # its window off its day, always at the lowest load
 
 
 def spaced(
@@ -118,7 +120,15 @@ def _fill_window(
     outside = np.maximum(SPILL_BINS - local, local - (SPILL_BINS + DAY_BINS - 1))
     while remaining > 0:
         highest = cyclic_window_max(load, first, WINDOW_BINS, length)
-        if target is not None:
+        if mode in (PlacementMode.LEVEL_ON_DAY, PlacementMode.LEVEL_OFF_DAY):
+            allowed = on_day if mode is PlacementMode.LEVEL_ON_DAY else ~on_day
+            level = highest[allowed].min()
+            if target is not None and level + 1 > target + 1e-9:
+                break
+            picks = _thin(
+                spaced(np.flatnonzero(allowed & (highest <= level)), length, None, rng), remaining
+            )
+        elif target is not None:
             # A run takes the latest start that fits: a long run then carries its load past the
             # day's end (or the window's), into quieter time, and leaves the room behind it to
             # the runs still to come. Days fill from their ends.

@@ -93,3 +93,21 @@ def test_an_output_it_cannot_write_is_named_before_planning(tmp_path: Path) -> N
     assert result.exit_code == 2, result.output
     assert "--plot" in result.output and "png" in result.output
     assert not out.exists()
+
+
+def test_replays_the_plan_beside_the_random_hour_plan(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, GOOD, "--noise", "0.6", "--weeks", "2")
+    assert result.exit_code == 0, result.output
+    replayed = result.output[result.output.index("replay:") :]
+    assert "2 weeks" in replayed and "log-sd 0.6" in replayed
+    for name in ("this plan:", "random hour (QonoS):"):
+        line = replayed[replayed.index(name) :].splitlines()
+        assert re.search(r"p50 [\d.]+ min, p99 [\d.]+ min, max [\d.]+ min", line[0])
+        assert re.search(r"headroom: images may run [\d.]+ x", line[1])
+
+
+def test_no_replay_with_zero_weeks_and_a_bad_noise_is_named(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, GOOD, "--weeks", "0")
+    assert result.exit_code == 0 and "replay:" not in result.output
+    result, out = run(tmp_path, GOOD, "--noise", "-1", out=tmp_path / "other.csv")
+    assert result.exit_code == 2 and "--noise" in result.output and not out.exists()
