@@ -173,15 +173,20 @@ def poll_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
         try:
             images = rt.compute.get_images(tenant_id, [r.image_id for r in runs if r.image_id])
         except ComputeError as error:
-            log.warning(
-                "could not check images; the next tick retries", extra={"error": str(error)}
-            )
+            log.warning("could not check images; polled again later", extra={"error": str(error)})
+            _poll_later(rt, runs)
             return outcome
         now = rt.clock()
         for run in runs:
             with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
                 _settle(rt, session, run, images.get(run.image_id or ""), now, outcome)
     return outcome
+
+
+def _poll_later(rt: Runtime, runs: list[Run]) -> None:
+    later = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
+    for run in runs:
+        run.next_poll_at = later
 
 
 def _settle(

@@ -79,7 +79,9 @@ def tick() -> dict:
     )
     with transaction(rt.sessions) as session:
         lost = ticking.lost_creates(session, rt.clock(), rt.settings.lease_s)
-        polls = ticking.due_polls(session, rt.clock(), rt.settings.poll_interval_s)
+        polls = ticking.due_polls(
+            session, rt.clock(), rt.settings.poll_interval_s, lease_s=rt.settings.lease_s
+        )
         lost_rebalances = rebalances.take_lost_jobs(session, rt.clock(), rt.settings.lease_s)
     admitted = admit_and_publish(rt)
     publish_rebalances(lost_rebalances)
