@@ -219,26 +219,49 @@ def _settle(
 
 def prune_server(rt: Runtime, tenant_id: str, server_id: str) -> int:
     """Apply the server's current retention; returns how many images were deleted."""
+    return prune_servers(rt, [(tenant_id, server_id)])
+
+
+def prune_servers(rt: Runtime, servers: list[tuple[str, str]]) -> int:
+    """Apply each (tenant, server)'s current retention, their settings read in one query;
+    returns how many images were deleted. A server the cloud cannot answer for is left to
+    its next run's prune, and the others are pruned all the same."""
+    if not servers:
+        return 0
     with rt.sessions() as session:
-        retention = session.scalar(
-            sa.select(Schedule.retention).where(
-                Schedule.server_id == server_id, Schedule.tenant_id == tenant_id
+        retentions = {
+            (tenant_id, server_id): retention
+            for tenant_id, server_id, retention in session.execute(
+                sa.select(Schedule.tenant_id, Schedule.server_id, Schedule.retention).where(
+                    Schedule.server_id.in_(sorted({server for _, server in servers}))
+                )
             )
-        )
-    if retention is None:
+        }
+    deleted = 0
+    for tenant_id, server_id in servers:
+        retention = retentions.get((tenant_id, server_id))
+        if retention is not None:
+            with log_context(tenant_id=tenant_id, server_id=server_id):
+                deleted += _prune(rt, tenant_id, server_id, retention)
+    return deleted
+
+
+def _prune(rt: Runtime, tenant_id: str, server_id: str, retention: int) -> int:
+    try:
+        images = rt.compute.list_server_images(tenant_id, server_id)
+    except ComputeError as error:
+        log.warning("images not listed; retention waits", extra={"error": str(error)})
         return 0
     deleted = 0
-    with log_context(tenant_id=tenant_id, server_id=server_id):
-        images = rt.compute.list_server_images(tenant_id, server_id)
-        for image in images_to_delete(images, server_id, retention):
-            try:
-                rt.compute.delete_image(tenant_id, image.id)
-                deleted += 1
-            except ComputeError as error:
-                # Already gone is fine; anything else is retried after the next run.
-                log.info("image not deleted", extra={"image_id": image.id, "error": str(error)})
-        if deleted:
-            log.info("retention applied", extra={"deleted": deleted, "retention": retention})
+    for image in images_to_delete(images, server_id, retention):
+        try:
+            rt.compute.delete_image(tenant_id, image.id)
+            deleted += 1
+        except ComputeError as error:
+            # Already gone is fine; anything else is retried after the next run.
+            log.info("image not deleted", extra={"image_id": image.id, "error": str(error)})
+    if deleted:
+        log.info("retention applied", extra={"deleted": deleted, "retention": retention})
     return deleted
 
 

@@ -42,6 +42,8 @@ DB_RETRY = {
 }
 #: Runs one poll message checks: one cloud call a batch instead of one a run.
 POLL_BATCH = 100
+#: Servers one prune message carries: the runs a poll ended share a message.
+PRUNE_BATCH = 100
 #: Messages pipelined to Redis per round trip (kombu's producer batches), so that a tick can
 #: publish thousands of runs without a round trip each.
 PUBLISH_BATCH = 500
@@ -128,9 +130,15 @@ def poll_images(tenant_id: str, run_ids: list[int]) -> None:
     _follow_up(rt, steps.poll_images(rt, tenant_id, run_ids))
 
 
+@app.task(name="si.prune_servers", **DB_RETRY)
+def prune_servers(servers: list[tuple[str, str]]) -> None:
+    """Apply the retention of each (tenant, server)."""
+    steps.prune_servers(runtime(), [(tenant_id, server_id) for tenant_id, server_id in servers])
+
+
 @app.task(name="si.prune_server", **DB_RETRY)
 def prune_server(tenant_id: str, server_id: str) -> None:
-    """Apply the server's retention."""
+    """Apply the server's retention: a message an earlier version published."""
     steps.prune_server(runtime(), tenant_id, server_id)
 
 
@@ -209,7 +217,11 @@ def publish_rebalances(job_ids: Iterable[str]) -> None:
 
 
 def publish_prunes(servers: Iterable[tuple[str, str]]) -> None:
-    _publish(prune_server, sorted(set(servers)))
+    pairs = sorted(set(servers))
+    _publish(
+        prune_servers,
+        [(pairs[start : start + PRUNE_BATCH],) for start in range(0, len(pairs), PRUNE_BATCH)],
+    )
 
 
 def _publish(task: Task, argument_lists: list[tuple]) -> None:
