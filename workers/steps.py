@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Mapping, Set
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from common import outbox
 from common.compute.base import (
     ACTIVE,
     ERROR,
@@ -176,11 +178,39 @@ def poll_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
             log.warning("could not check images; polled again later", extra={"error": str(error)})
             _poll_later(rt, runs)
             return outcome
-        now = rt.clock()
+        batch = _Settling(
+            rt.clock(),
+            outbox.hooked_tenants(session, {tenant_id}),
+            _lock_schedules(session, [r for r in runs if _is_active(images, r)]),
+        )
         for run in runs:
             with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
-                _settle(rt, session, run, images.get(run.image_id or ""), now, outcome)
+                _settle(rt, session, run, images.get(run.image_id or ""), batch, outcome)
     return outcome
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settling:
+    """What the runs of one poll share, each read once: the time, the tenants with a webhook
+    and the schedules of the runs whose image is ready, locked."""
+
+    now: dt.datetime
+    hooked: Set[str]
+    schedules: Mapping[int, Schedule]
+
+
+def _is_active(images: Mapping[str, Image], run: Run) -> bool:
+    image = images.get(run.image_id or "")
+    return image is not None and image.status == ACTIVE
+
+
+def _lock_schedules(session: orm.Session, runs: list[Run]) -> dict[int, Schedule]:
+    """The runs' schedules, locked in one statement, in id order as every locker takes them."""
+    ids = sorted({run.schedule_id for run in runs if run.schedule_id is not None})
+    if not ids:
+        return {}
+    query = sa.select(Schedule).where(Schedule.id.in_(ids)).order_by(Schedule.id)
+    return {schedule.id: schedule for schedule in session.scalars(query.with_for_update())}
 
 
 def _poll_later(rt: Runtime, runs: list[Run]) -> None:
@@ -194,20 +224,23 @@ def _settle(
     session: orm.Session,
     run: Run,
     image: Image | None,
-    now: dt.datetime,
+    batch: _Settling,
     outcome: Outcome,
 ) -> None:
     """One polled run: done, a failed attempt, timed out, or polled again later."""
+    now = batch.now
     if image is not None and image.status == ACTIVE:
-        _end(run, RunState.DONE, now, None, None)
-        _record_success(session, run, now)
+        _end(run, RunState.DONE, now, None, None, batch.hooked)
+        _record_success(run, now, batch.schedules.get(run.schedule_id or 0))
         outcome.prune.append((run.tenant_id, run.server_id))
         outcome.freed += 1
         log.info("image active", extra={"image_id": run.image_id})
     elif image is None:
-        _attempt_failed(rt, run, now, Reason.IMAGE_MISSING, "the image disappeared", outcome)
+        why = "the image disappeared"
+        _attempt_failed(rt, run, now, Reason.IMAGE_MISSING, why, outcome, batch.hooked)
     elif image.status == ERROR:
-        _attempt_failed(rt, run, now, Reason.IMAGE_ERROR, "the image ended in ERROR", outcome)
+        why = "the image ended in ERROR"
+        _attempt_failed(rt, run, now, Reason.IMAGE_ERROR, why, outcome, batch.hooked)
     elif time_out(session, now, Run.id == run.id):
         metrics.observe_run_end(run, now)
         outcome.prune.append((run.tenant_id, run.server_id))
@@ -266,7 +299,13 @@ def _prune(rt: Runtime, tenant_id: str, server_id: str, retention: int) -> int:
 
 
 def _attempt_failed(
-    rt: Runtime, run: Run, now: dt.datetime, reason: Reason, why: str, outcome: Outcome
+    rt: Runtime,
+    run: Run,
+    now: dt.datetime,
+    reason: Reason,
+    why: str,
+    outcome: Outcome,
+    hooked: Set[str] | None = None,
 ) -> None:
     """An attempt failed: retry after a back-off, within the attempts and the run's deadline.
 
@@ -288,27 +327,29 @@ def _attempt_failed(
     why = f"{why} (attempt {attempts} of {limit})"
     if attempts < limit:
         why += "; no time left before the run's deadline for another"
-    _end(run, RunState.FAILED, now, reason, why)
+    _end(run, RunState.FAILED, now, reason, why, hooked)
     outcome.prune.append((run.tenant_id, run.server_id))
     log.warning("run failed", extra={"error": why, "attempts": attempts})
 
 
 def _end(
-    run: Run, state: RunState, now: dt.datetime, reason: Reason | None, error: str | None
+    run: Run,
+    state: RunState,
+    now: dt.datetime,
+    reason: Reason | None,
+    error: str | None,
+    hooked: Set[str] | None = None,
 ) -> None:
-    end(run, state, now, reason, error)
+    end(run, state, now, reason, error, hooked)
     metrics.observe_run_end(run, now)
 
 
-def _record_success(session: orm.Session, run: Run, now: dt.datetime) -> None:
+def _record_success(run: Run, now: dt.datetime, schedule: Schedule | None) -> None:
     """The schedule's last success (what staleness reads) and its expected duration.
 
-    In the transaction that ends the run DONE, so a schedule is never stale with its image
-    made, nor fresh with the run rolled back.
+    In the transaction that ends the run DONE, with the schedule's row locked, so a schedule
+    is never stale with its image made, nor fresh with the run rolled back.
     """
-    if run.schedule_id is None:
-        return
-    schedule = session.get(Schedule, run.schedule_id, with_for_update=True)
     if schedule is None:
         return
     if schedule.last_success_at is None or schedule.last_success_at < now:
