@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections import defaultdict
 from collections.abc import Mapping, Set
 
 import sqlalchemy as sa
@@ -156,37 +157,68 @@ def _wait_for_busy_server(rt: Runtime, run: Run, now: dt.datetime, error: Server
 
 
 def poll_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
-    """Look at the images of runs that are saving, many per call, and settle the finished."""
+    """Look at the images of a tenant's runs that are saving, and settle the finished."""
+    return poll_batch(rt, [(tenant_id, run_ids)])
+
+
+def poll_batch(rt: Runtime, batch: list[tuple[str, list[int]]]) -> Outcome:
+    """Look at the images of runs that are saving, given as (tenant, run ids), one cloud call
+    a tenant and one transaction for all, and settle the finished."""
     outcome = Outcome()
+    wanted = [(tenant_id, run_id) for tenant_id, run_ids in batch for run_id in run_ids]
+    if not wanted:
+        return outcome
     with transaction(rt.sessions) as session:
         runs = list(
             session.scalars(
                 sa.select(Run)
-                .where(
-                    Run.id.in_(run_ids),
-                    Run.tenant_id == tenant_id,
-                    Run.state == RunState.SAVING,
-                )
+                .where(sa.tuple_(Run.tenant_id, Run.id).in_(wanted), Run.state == RunState.SAVING)
+                .order_by(Run.id)
                 .with_for_update(skip_locked=True)
             )
         )
-        if not runs:
+        checked, images = _look_at_images(rt, runs)
+        if not checked:
             return outcome
-        try:
-            images = rt.compute.get_images(tenant_id, [r.image_id for r in runs if r.image_id])
-        except ComputeError as error:
-            log.warning("could not check images; polled again later", extra={"error": str(error)})
-            _poll_later(rt, runs)
-            return outcome
-        batch = _Settling(
+        settling = _Settling(
             rt.clock(),
-            outbox.hooked_tenants(session, {tenant_id}),
-            _lock_schedules(session, [r for r in runs if _is_active(images, r)]),
+            outbox.hooked_tenants(session, {run.tenant_id for run in checked}),
+            _lock_schedules(session, [r for r in checked if _is_active(images, r)]),
         )
-        for run in runs:
+        for run in checked:
             with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
-                _settle(rt, session, run, images.get(run.image_id or ""), batch, outcome)
+                _settle(rt, session, run, images.get(run.image_id or ""), settling, outcome)
     return outcome
+
+
+def _look_at_images(rt: Runtime, runs: list[Run]) -> tuple[list[Run], dict[str, Image]]:
+    """The images of the runs, a cloud call a tenant, and the runs whose tenant answered;
+    a tenant's runs the cloud could not answer for are polled again a poll interval on."""
+    by_tenant: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_tenant[run.tenant_id].append(run)
+    checked: list[Run] = []
+    images: dict[str, Image] = {}
+    for tenant_id, tenant_runs in by_tenant.items():
+        try:
+            images.update(
+                rt.compute.get_images(tenant_id, [r.image_id for r in tenant_runs if r.image_id])
+            )
+        except ComputeError as error:
+            with log_context(tenant_id=tenant_id):
+                log.warning(
+                    "could not check images; polled again later", extra={"error": str(error)}
+                )
+            _poll_later(rt, tenant_runs)
+            continue
+        checked.extend(tenant_runs)
+    return checked, images
+
+
+def _poll_later(rt: Runtime, runs: list[Run]) -> None:
+    later = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
+    for run in runs:
+        run.next_poll_at = later
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,12 +243,6 @@ def _lock_schedules(session: orm.Session, runs: list[Run]) -> dict[int, Schedule
         return {}
     query = sa.select(Schedule).where(Schedule.id.in_(ids)).order_by(Schedule.id)
     return {schedule.id: schedule for schedule in session.scalars(query.with_for_update())}
-
-
-def _poll_later(rt: Runtime, runs: list[Run]) -> None:
-    later = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
-    for run in runs:
-        run.next_poll_at = later
 
 
 def _settle(
