@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from typing import Any
 
 import sqlalchemy as sa
@@ -314,12 +314,18 @@ def in_states(states: frozenset[RunState]) -> sa.ColumnElement[bool]:
 
 
 def end(
-    run: Run, target: RunState, now: dt.datetime, reason: Reason | None, error: str | None
+    run: Run,
+    target: RunState,
+    now: dt.datetime,
+    reason: Reason | None,
+    error: str | None,
+    hooked: Set[str] | None = None,
 ) -> None:
     """End a loaded run: its final state, when, and (failing) why, as code and as text.
 
     Its webhook event is written in the run's own session, so it commits, or rolls back,
-    with the end.
+    with the end. `hooked`: the tenants with a webhook, when the caller, ending many runs in
+    one transaction, has read them once already.
     """
     session = orm.object_session(run)
     if session is None:
@@ -331,7 +337,7 @@ def end(
         run.error = error
     if reason is not None:
         run.reason = reason
-    announce_ended(session, [run], now)
+    announce_ended(session, [run], now, hooked)
 
 
 #: What an UPDATE that ends runs returns: the run's public fields, and its tenant and server.
@@ -373,9 +379,13 @@ def end_matching(
     return ended
 
 
-def announce_ended(session: orm.Session, ended: Sequence[Any], now: dt.datetime) -> None:
-    """Write the webhook event of each ended run whose tenant has a webhook."""
-    hooked = outbox.hooked_tenants(session, {run.tenant_id for run in ended})
+def announce_ended(
+    session: orm.Session, ended: Sequence[Any], now: dt.datetime, hooked: Set[str] | None = None
+) -> None:
+    """Write the webhook event of each ended run whose tenant has a webhook (in `hooked`, if
+    given, else as the database says)."""
+    if hooked is None:
+        hooked = outbox.hooked_tenants(session, {run.tenant_id for run in ended})
     events = [run_event(run) for run in ended if run.tenant_id in hooked]
     outbox.add_events(session, events, now)
 

@@ -144,11 +144,18 @@ def lost_creates(
 
 
 def due_polls(
-    session: orm.Session, now: dt.datetime, poll_interval_s: float, limit: int = 5000
+    session: orm.Session,
+    now: dt.datetime,
+    poll_interval_s: float,
+    limit: int = 5000,
+    lease_s: float = 0.0,
 ) -> list[tuple[str, int]]:
     """Images in progress due for a poll: (tenant, run id) of runs SAVING past `next_poll_at`.
 
-    Their next poll is set a poll interval on, so a poll lost with its message comes again.
+    Their next poll is set on by the lease (or the poll interval, if longer), so that a poll
+    lost with its message comes again then; the poll itself sets the next one a poll interval
+    after it looked. A lease shorter than the time a poll waits in its queue would publish
+    the same run again at every tick.
     """
     rows = session.execute(
         sa.select(Run.tenant_id, Run.id)
@@ -161,7 +168,7 @@ def due_polls(
         session.execute(
             sa.update(Run)
             .where(Run.id.in_([run_id for _, run_id in rows]))
-            .values({Run.next_poll_at: now + dt.timedelta(seconds=poll_interval_s)})
+            .values({Run.next_poll_at: now + dt.timedelta(seconds=max(poll_interval_s, lease_s))})
         )
     return [(tenant_id, run_id) for tenant_id, run_id in rows]
 

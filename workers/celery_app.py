@@ -24,7 +24,9 @@ QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, PLAN_QUEUE, WEB
 TASK_ROUTES = {
     "si.tick": {"queue": TICK_QUEUE},
     "si.create_image": {"queue": CREATE_QUEUE},
+    "si.poll_images": {"queue": POLL_QUEUE},
     "si.check_images": {"queue": POLL_QUEUE},
+    "si.prune_servers": {"queue": RETENTION_QUEUE},
     "si.prune_server": {"queue": RETENTION_QUEUE},
     "si.rebalance": {"queue": PLAN_QUEUE},
     "si.deliver_webhooks": {"queue": WEBHOOK_QUEUE},

@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections import defaultdict
+from collections.abc import Mapping, Set
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from common import outbox
 from common.compute.base import (
     ACTIVE,
     ERROR,
@@ -154,34 +157,92 @@ def _wait_for_busy_server(rt: Runtime, run: Run, now: dt.datetime, error: Server
 
 
 def poll_images(rt: Runtime, tenant_id: str, run_ids: list[int]) -> Outcome:
-    """Look at the images of runs that are saving, many per call, and settle the finished."""
+    """Look at the images of a tenant's runs that are saving, and settle the finished."""
+    return poll_batch(rt, [(tenant_id, run_ids)])
+
+
+def poll_batch(rt: Runtime, batch: list[tuple[str, list[int]]]) -> Outcome:
+    """Look at the images of runs that are saving, given as (tenant, run ids), one cloud call
+    a tenant and one transaction for all, and settle the finished."""
     outcome = Outcome()
+    wanted = [(tenant_id, run_id) for tenant_id, run_ids in batch for run_id in run_ids]
+    if not wanted:
+        return outcome
     with transaction(rt.sessions) as session:
         runs = list(
             session.scalars(
                 sa.select(Run)
-                .where(
-                    Run.id.in_(run_ids),
-                    Run.tenant_id == tenant_id,
-                    Run.state == RunState.SAVING,
-                )
+                .where(sa.tuple_(Run.tenant_id, Run.id).in_(wanted), Run.state == RunState.SAVING)
+                .order_by(Run.id)
                 .with_for_update(skip_locked=True)
             )
         )
-        if not runs:
+        checked, images = _look_at_images(rt, runs)
+        if not checked:
             return outcome
-        try:
-            images = rt.compute.get_images(tenant_id, [r.image_id for r in runs if r.image_id])
-        except ComputeError as error:
-            log.warning(
-                "could not check images; the next tick retries", extra={"error": str(error)}
-            )
-            return outcome
-        now = rt.clock()
-        for run in runs:
+        settling = _Settling(
+            rt.clock(),
+            outbox.hooked_tenants(session, {run.tenant_id for run in checked}),
+            _lock_schedules(session, [r for r in checked if _is_active(images, r)]),
+        )
+        for run in checked:
             with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
-                _settle(rt, session, run, images.get(run.image_id or ""), now, outcome)
+                _settle(rt, session, run, images.get(run.image_id or ""), settling, outcome)
     return outcome
+
+
+def _look_at_images(rt: Runtime, runs: list[Run]) -> tuple[list[Run], dict[str, Image]]:
+    """The images of the runs, a cloud call a tenant, and the runs whose tenant answered;
+    a tenant's runs the cloud could not answer for are polled again a poll interval on."""
+    by_tenant: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_tenant[run.tenant_id].append(run)
+    checked: list[Run] = []
+    images: dict[str, Image] = {}
+    for tenant_id, tenant_runs in by_tenant.items():
+        try:
+            images.update(
+                rt.compute.get_images(tenant_id, [r.image_id for r in tenant_runs if r.image_id])
+            )
+        except ComputeError as error:
+            with log_context(tenant_id=tenant_id):
+                log.warning(
+                    "could not check images; polled again later", extra={"error": str(error)}
+                )
+            _poll_later(rt, tenant_runs)
+            continue
+        checked.extend(tenant_runs)
+    return checked, images
+
+
+def _poll_later(rt: Runtime, runs: list[Run]) -> None:
+    later = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
+    for run in runs:
+        run.next_poll_at = later
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settling:
+    """What the runs of one poll share, each read once: the time, the tenants with a webhook
+    and the schedules of the runs whose image is ready, locked."""
+
+    now: dt.datetime
+    hooked: Set[str]
+    schedules: Mapping[int, Schedule]
+
+
+def _is_active(images: Mapping[str, Image], run: Run) -> bool:
+    image = images.get(run.image_id or "")
+    return image is not None and image.status == ACTIVE
+
+
+def _lock_schedules(session: orm.Session, runs: list[Run]) -> dict[int, Schedule]:
+    """The runs' schedules, locked in one statement, in id order as every locker takes them."""
+    ids = sorted({run.schedule_id for run in runs if run.schedule_id is not None})
+    if not ids:
+        return {}
+    query = sa.select(Schedule).where(Schedule.id.in_(ids)).order_by(Schedule.id)
+    return {schedule.id: schedule for schedule in session.scalars(query.with_for_update())}
 
 
 def _settle(
@@ -189,20 +250,23 @@ def _settle(
     session: orm.Session,
     run: Run,
     image: Image | None,
-    now: dt.datetime,
+    batch: _Settling,
     outcome: Outcome,
 ) -> None:
     """One polled run: done, a failed attempt, timed out, or polled again later."""
+    now = batch.now
     if image is not None and image.status == ACTIVE:
-        _end(run, RunState.DONE, now, None, None)
-        _record_success(session, run, now)
+        _end(run, RunState.DONE, now, None, None, batch.hooked)
+        _record_success(run, now, batch.schedules.get(run.schedule_id or 0))
         outcome.prune.append((run.tenant_id, run.server_id))
         outcome.freed += 1
         log.info("image active", extra={"image_id": run.image_id})
     elif image is None:
-        _attempt_failed(rt, run, now, Reason.IMAGE_MISSING, "the image disappeared", outcome)
+        why = "the image disappeared"
+        _attempt_failed(rt, run, now, Reason.IMAGE_MISSING, why, outcome, batch.hooked)
     elif image.status == ERROR:
-        _attempt_failed(rt, run, now, Reason.IMAGE_ERROR, "the image ended in ERROR", outcome)
+        why = "the image ended in ERROR"
+        _attempt_failed(rt, run, now, Reason.IMAGE_ERROR, why, outcome, batch.hooked)
     elif time_out(session, now, Run.id == run.id):
         metrics.observe_run_end(run, now)
         outcome.prune.append((run.tenant_id, run.server_id))
@@ -214,31 +278,60 @@ def _settle(
 
 def prune_server(rt: Runtime, tenant_id: str, server_id: str) -> int:
     """Apply the server's current retention; returns how many images were deleted."""
+    return prune_servers(rt, [(tenant_id, server_id)])
+
+
+def prune_servers(rt: Runtime, servers: list[tuple[str, str]]) -> int:
+    """Apply each (tenant, server)'s current retention, their settings read in one query;
+    returns how many images were deleted. A server the cloud cannot answer for is left to
+    its next run's prune, and the others are pruned all the same."""
+    if not servers:
+        return 0
     with rt.sessions() as session:
-        retention = session.scalar(
-            sa.select(Schedule.retention).where(
-                Schedule.server_id == server_id, Schedule.tenant_id == tenant_id
+        retentions = {
+            (tenant_id, server_id): retention
+            for tenant_id, server_id, retention in session.execute(
+                sa.select(Schedule.tenant_id, Schedule.server_id, Schedule.retention).where(
+                    Schedule.server_id.in_(sorted({server for _, server in servers}))
+                )
             )
-        )
-    if retention is None:
+        }
+    deleted = 0
+    for tenant_id, server_id in servers:
+        retention = retentions.get((tenant_id, server_id))
+        if retention is not None:
+            with log_context(tenant_id=tenant_id, server_id=server_id):
+                deleted += _prune(rt, tenant_id, server_id, retention)
+    return deleted
+
+
+def _prune(rt: Runtime, tenant_id: str, server_id: str, retention: int) -> int:
+    try:
+        images = rt.compute.list_server_images(tenant_id, server_id)
+    except ComputeError as error:
+        log.warning("images not listed; retention waits", extra={"error": str(error)})
         return 0
     deleted = 0
-    with log_context(tenant_id=tenant_id, server_id=server_id):
-        images = rt.compute.list_server_images(tenant_id, server_id)
-        for image in images_to_delete(images, server_id, retention):
-            try:
-                rt.compute.delete_image(tenant_id, image.id)
-                deleted += 1
-            except ComputeError as error:
-                # Already gone is fine; anything else is retried after the next run.
-                log.info("image not deleted", extra={"image_id": image.id, "error": str(error)})
-        if deleted:
-            log.info("retention applied", extra={"deleted": deleted, "retention": retention})
+    for image in images_to_delete(images, server_id, retention):
+        try:
+            rt.compute.delete_image(tenant_id, image.id)
+            deleted += 1
+        except ComputeError as error:
+            # Already gone is fine; anything else is retried after the next run.
+            log.info("image not deleted", extra={"image_id": image.id, "error": str(error)})
+    if deleted:
+        log.info("retention applied", extra={"deleted": deleted, "retention": retention})
     return deleted
 
 
 def _attempt_failed(
-    rt: Runtime, run: Run, now: dt.datetime, reason: Reason, why: str, outcome: Outcome
+    rt: Runtime,
+    run: Run,
+    now: dt.datetime,
+    reason: Reason,
+    why: str,
+    outcome: Outcome,
+    hooked: Set[str] | None = None,
 ) -> None:
     """An attempt failed: retry after a back-off, within the attempts and the run's deadline.
 
@@ -260,27 +353,29 @@ def _attempt_failed(
     why = f"{why} (attempt {attempts} of {limit})"
     if attempts < limit:
         why += "; no time left before the run's deadline for another"
-    _end(run, RunState.FAILED, now, reason, why)
+    _end(run, RunState.FAILED, now, reason, why, hooked)
     outcome.prune.append((run.tenant_id, run.server_id))
     log.warning("run failed", extra={"error": why, "attempts": attempts})
 
 
 def _end(
-    run: Run, state: RunState, now: dt.datetime, reason: Reason | None, error: str | None
+    run: Run,
+    state: RunState,
+    now: dt.datetime,
+    reason: Reason | None,
+    error: str | None,
+    hooked: Set[str] | None = None,
 ) -> None:
-    end(run, state, now, reason, error)
+    end(run, state, now, reason, error, hooked)
     metrics.observe_run_end(run, now)
 
 
-def _record_success(session: orm.Session, run: Run, now: dt.datetime) -> None:
+def _record_success(run: Run, now: dt.datetime, schedule: Schedule | None) -> None:
     """The schedule's last success (what staleness reads) and its expected duration.
 
-    In the transaction that ends the run DONE, so a schedule is never stale with its image
-    made, nor fresh with the run rolled back.
+    In the transaction that ends the run DONE, with the schedule's row locked, so a schedule
+    is never stale with its image made, nor fresh with the run rolled back.
     """
-    if run.schedule_id is None:
-        return
-    schedule = session.get(Schedule, run.schedule_id, with_for_update=True)
     if schedule is None:
         return
     if schedule.last_success_at is None or schedule.last_success_at < now:

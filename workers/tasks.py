@@ -40,8 +40,11 @@ DB_RETRY = {
     "retry_jitter": True,
     "max_retries": None,
 }
-#: Runs one poll message checks: one cloud call a batch instead of one a run.
+#: Runs one poll message checks, of one tenant or many: one transaction and one admission a
+#: batch, one cloud call a tenant in it.
 POLL_BATCH = 100
+#: Servers one prune message carries: the runs a poll ended share a message.
+PRUNE_BATCH = 100
 #: Messages pipelined to Redis per round trip (kombu's producer batches), so that a tick can
 #: publish thousands of runs without a round trip each.
 PUBLISH_BATCH = 500
@@ -79,7 +82,9 @@ def tick() -> dict:
     )
     with transaction(rt.sessions) as session:
         lost = ticking.lost_creates(session, rt.clock(), rt.settings.lease_s)
-        polls = ticking.due_polls(session, rt.clock(), rt.settings.poll_interval_s)
+        polls = ticking.due_polls(
+            session, rt.clock(), rt.settings.poll_interval_s, lease_s=rt.settings.lease_s
+        )
         lost_rebalances = rebalances.take_lost_jobs(session, rt.clock(), rt.settings.lease_s)
     admitted = admit_and_publish(rt)
     publish_rebalances(lost_rebalances)
@@ -119,16 +124,29 @@ def create_image(run_id: int) -> None:
     _follow_up(rt, steps.create_image(rt, run_id))
 
 
+@app.task(name="si.poll_images", **DB_RETRY)
+def poll_images(batch: list[tuple[str, list[int]]]) -> None:
+    """Poll images in progress, given as (tenant, run ids); finished runs prune their servers."""
+    rt = runtime()
+    _follow_up(rt, steps.poll_batch(rt, [(tenant_id, run_ids) for tenant_id, run_ids in batch]))
+
+
 @app.task(name="si.check_images", **DB_RETRY)
-def poll_images(tenant_id: str, run_ids: list[int]) -> None:
-    """Poll a tenant's images in progress; a finished run prunes its server."""
+def check_images(tenant_id: str, run_ids: list[int]) -> None:
+    """Poll a tenant's images in progress: a message an earlier version published."""
     rt = runtime()
     _follow_up(rt, steps.poll_images(rt, tenant_id, run_ids))
 
 
+@app.task(name="si.prune_servers", **DB_RETRY)
+def prune_servers(servers: list[tuple[str, str]]) -> None:
+    """Apply the retention of each (tenant, server)."""
+    steps.prune_servers(runtime(), [(tenant_id, server_id) for tenant_id, server_id in servers])
+
+
 @app.task(name="si.prune_server", **DB_RETRY)
 def prune_server(tenant_id: str, server_id: str) -> None:
-    """Apply the server's retention."""
+    """Apply the server's retention: a message an earlier version published."""
     steps.prune_server(runtime(), tenant_id, server_id)
 
 
@@ -187,17 +205,16 @@ def publish_creates(run_ids: Iterable[int]) -> None:
 
 
 def publish_polls(runs: Iterable[tuple[str, int]]) -> None:
-    by_tenant: dict[str, list[int]] = defaultdict(list)
-    for tenant_id, run_id in runs:
-        by_tenant[tenant_id].append(run_id)
-    _publish(
-        poll_images,
-        [
-            (tenant_id, ids[start : start + POLL_BATCH])
-            for tenant_id, ids in by_tenant.items()
-            for start in range(0, len(ids), POLL_BATCH)
-        ],
-    )
+    """One message a POLL_BATCH runs, however many tenants they belong to, each message's
+    runs grouped by tenant: one cloud call a tenant."""
+    pairs = sorted(runs)
+    messages = []
+    for start in range(0, len(pairs), POLL_BATCH):
+        by_tenant: dict[str, list[int]] = defaultdict(list)
+        for tenant_id, run_id in pairs[start : start + POLL_BATCH]:
+            by_tenant[tenant_id].append(run_id)
+        messages.append((list(by_tenant.items()),))
+    _publish(poll_images, messages)
 
 
 def publish_rebalances(job_ids: Iterable[str]) -> None:
@@ -207,7 +224,11 @@ def publish_rebalances(job_ids: Iterable[str]) -> None:
 
 
 def publish_prunes(servers: Iterable[tuple[str, str]]) -> None:
-    _publish(prune_server, sorted(set(servers)))
+    pairs = sorted(set(servers))
+    _publish(
+        prune_servers,
+        [(pairs[start : start + PRUNE_BATCH],) for start in range(0, len(pairs), PRUNE_BATCH)],
+    )
 
 
 def _publish(task: Task, argument_lists: list[tuple]) -> None:

@@ -1,8 +1,11 @@
 """Benchmark of the image pipeline: the tick turning due schedules into runs and published
 messages, beside Celery's raw publish rate to the same Redis in the same run; then the
-end-to-end rate of finished images on the simulated cloud with real worker processes.
+end-to-end rate of runs finished on the simulated cloud with real worker and beat processes,
+beside the rate of no-op tasks through the same workers, and what each run cost them:
+database statements and transactions, pool checkouts, messages published, tasks by name.
 
     python -m tests.bench.bench_pipeline [--sizes 10000,100000] [--images 300] [--workers 2]
+        [--concurrency 2] [--pool prefork] [--cap 100]
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ from common.embedded import embedded_postgres_url
 from common.models import Run, Schedule
 from common.runtime_settings import set_inflight_cap
 from common.settings import Settings
+from tests.bench import counted
 from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
 from tests.support.processes import RedisServer, ServiceProcess, wait_for
+
+#: Tenants the end-to-end fleet is spread over: polls and prunes are per tenant.
+TENANTS = 20
 
 
 def fresh_database(workdir: Path) -> tuple[str, str]:
@@ -52,7 +59,7 @@ def raw_publish_rate(app, count: int, broker: redis.Redis, batch: int = 0) -> fl
             for index in range(count):
                 noop.apply_async((index,), producer=producer)
     elapsed = time.perf_counter() - started
-    broker.delete("bench")
+    broker.delete("bench", "create")
     return count / elapsed
 
 
@@ -115,7 +122,7 @@ def bench_tick(url: str, broker_url: str, sizes: list[int], raw_count: int) -> l
     started = time.perf_counter()
     tasks._publish(noop, [(index,) for index in range(raw_count)])
     fastest = raw_count / (time.perf_counter() - started)
-    broker.delete("bench")
+    broker.delete("bench", "create")
     lines.append(
         f"raw Celery publish, no-op tasks, app.amqp in producer.batch (the tick's own path): "
         f"{fastest:,.0f} msg/s"
@@ -159,37 +166,88 @@ def bench_tick(url: str, broker_url: str, sizes: list[int], raw_count: int) -> l
     return lines
 
 
-def bench_end_to_end(
-    url: str, redis_server: RedisServer, images: int, workers: int, workdir: Path
-) -> str:
-    engine = make_engine(url)
+def seed_fleet(engine: sa.Engine, images: int) -> list[str]:
+    """`images` servers of the simulated cloud with a daily schedule each, not yet due."""
     with engine.begin() as connection:
         connection.execute(sa.delete(Run))
         connection.execute(sa.delete(Schedule))
-    sessions = make_session_factory(engine)
-    cloud = SimulatedDriver(sessions)
+    cloud = SimulatedDriver(make_session_factory(engine))
     servers = cloud.add_servers("bench", images, disk_gb=10)
-    now = dt.datetime.now(dt.UTC)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     with engine.begin() as connection:
         connection.execute(
             sa.insert(Schedule),
             [
                 {
-                    "tenant_id": "bench",
+                    "tenant_id": f"bench-{index % TENANTS}",
                     "server_id": s,
                     "server_name": "b",
                     "retention": 1,
                     "day_of_week": None,
                     "slot_s": 3600,
-                    "next_run_at": now,
+                    "next_run_at": later,
                     "expected_duration_s": 60.0,
                     "duration_samples": 0,
-                    "created_at": now,
-                    "updated_at": now,
+                    "created_at": later,
+                    "updated_at": later,
                 }
-                for s in servers
+                for index, s in enumerate(servers)
             ],
         )
+        # The simulated servers belong to the schedules' tenants.
+        connection.execute(
+            sa.text(
+                "UPDATE sim_servers SET tenant_id = schedules.tenant_id FROM schedules "
+                "WHERE schedules.server_id = sim_servers.id"
+            )
+        )
+    return servers
+
+
+def reset_counts(broker: redis.Redis) -> None:
+    broker.config_resetstat()
+    broker.delete(counted.STATEMENTS, counted.TRANSACTIONS, counted.PINGS, counted.TASKS)
+
+
+def counts(broker: redis.Redis) -> dict[str, int]:
+    """What the workers did since `reset_counts`: statements, transactions, messages."""
+    stats = broker.info("commandstats")
+    return {
+        "statements": int(broker.get(counted.STATEMENTS) or 0),
+        "transactions": int(broker.get(counted.TRANSACTIONS) or 0),
+        "checkouts": int(broker.get(counted.PINGS) or 0),
+        "published": stats.get("cmdstat_lpush", {}).get("calls", 0),
+        **{
+            name.decode(): int(value)
+            for name, value in broker.hgetall(counted.TASKS).items()
+            if name != counted.NOOP.encode()
+        },
+    }
+
+
+def noop_rate(broker: redis.Redis, count: int) -> float:
+    """No-op tasks through the same worker processes: what a message costs with no work."""
+    from workers import tasks
+    from workers.celery_app import app
+
+    noop = app.tasks[counted.NOOP]  # registered by bench_tick
+
+    def consumed() -> int:
+        return int(broker.hget(counted.TASKS, counted.NOOP) or 0)
+
+    tasks._publish(noop, [(0,)])
+    wait_for(lambda: consumed() >= 1, 120, "the workers to start")
+    started = time.perf_counter()
+    tasks._publish(noop, [(index,) for index in range(count)])
+    wait_for(lambda: consumed() >= count + 1, 600, "the no-op tasks", interval=0.05)
+    return count / (time.perf_counter() - started)
+
+
+def bench_end_to_end(
+    url: str, redis_server: RedisServer, args: argparse.Namespace, workdir: Path
+) -> list[str]:
+    engine = make_engine(url)
+    seed_fleet(engine, args.images)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -197,19 +255,17 @@ def bench_end_to_end(
         "TICK_INTERVAL_S": "0.5",
         "POLL_INTERVAL_S": "0.5",
         "SIM_SECONDS_PER_GB": "0.05",
-        "INFLIGHT_CAP": "100",
+        "INFLIGHT_CAP": str(args.cap),
         "LOG_LEVEL": "WARNING",
         "STATE_DIR": str(workdir),
     }
+    counting = [sys.executable, "-m", "tests.bench.counted", redis_server.url]
+    worker = ["worker", "--concurrency", str(args.concurrency), "--pool", args.pool]
     processes = [
-        ServiceProcess(["worker", "--concurrency", "2"], env, workdir / f"w{i}.log")
-        for i in range(workers)
+        ServiceProcess(worker, env, workdir / f"w{i}.log", command=counting)
+        for i in range(args.workers)
     ]
-    processes.append(
-        ServiceProcess(
-            ["beat", "--schedule-file", str(workdir / "beat")], env, workdir / "beat.log"
-        )
-    )
+    broker = redis.Redis.from_url(redis_server.url)
 
     def finished() -> int:
         with engine.connect() as connection:
@@ -217,18 +273,34 @@ def bench_end_to_end(
                 sa.select(sa.func.count()).select_from(Run).where(Run.state == "done")
             )
 
-    started = time.perf_counter()
     try:
-        wait_for(lambda: finished() >= images, 600, "the images", interval=0.2)
+        floor = noop_rate(broker, args.raw // 4)
+        reset_counts(broker)
+        with engine.begin() as connection:
+            connection.execute(sa.update(Schedule).values(next_run_at=dt.datetime.now(dt.UTC)))
+        processes.append(
+            ServiceProcess(
+                ["beat", "--schedule-file", str(workdir / "beat")], env, workdir / "beat.log"
+            )
+        )
+        started = time.perf_counter()
+        wait_for(lambda: finished() >= args.images, 900, "the images", interval=0.2)
         elapsed = time.perf_counter() - started
+        done = counts(broker)
     finally:
         for process in processes:
             process.stop()
         engine.dispose()
-    return (
-        f"end to end: {images} images (0.5 s each in the cloud, cap 100) with {workers} "
-        f"worker process(es) x 2: {elapsed:.1f} s, {images / elapsed:.1f} images/s"
-    )
+    rate = args.images / elapsed
+    per_run = {name: value / args.images for name, value in done.items()}
+    shape = f"{args.workers} worker process(es) x {args.concurrency} ({args.pool})"
+    return [
+        f"no-op Celery tasks through {shape}: {floor:,.0f} tasks/s (the floor)",
+        f"end to end: {args.images} images over {TENANTS} tenants (0.5 s each in the cloud, "
+        f"cap {args.cap}) with {shape}: {elapsed:.1f} s, {rate:.1f} runs finished/s; "
+        f"ratio to the no-op rate: {rate / floor:.3f}",
+        "per run: " + ", ".join(f"{name} {value:.2f}" for name, value in sorted(per_run.items())),
+    ]
 
 
 def main() -> int:
@@ -236,7 +308,10 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--raw", type=int, default=20000)
     parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=2, help="pool size of each")
+    parser.add_argument("--pool", default="prefork", help="Celery pool type of each")
+    parser.add_argument("--cap", type=int, default=100, help="images in flight at most")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     workdir = Path(tempfile.mkdtemp(prefix="si-bench-pipeline-"))
@@ -248,9 +323,8 @@ def main() -> int:
         for line in bench_tick(url, redis_server.url, sizes, args.raw):
             print(line, flush=True)
         if args.images:
-            print(
-                bench_end_to_end(url, redis_server, args.images, args.workers, workdir), flush=True
-            )
+            for line in bench_end_to_end(url, redis_server, args, workdir):
+                print(line, flush=True)
     finally:
         redis_server.stop()
         drop(admin, url)

@@ -10,6 +10,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from common.compute.base import ComputeError
 from common.compute.simulated import SimulatedDriver
 from common.db import transaction
 from common.models import Run, Schedule
@@ -18,7 +19,7 @@ from scheduler import tick
 from scheduler.admission import admit_waiting_runs
 from tests.support.scheduled import scheduled_server
 from workers.runtime import Runtime
-from workers.steps import Outcome, create_image, poll_images
+from workers.steps import Outcome, create_image, poll_batch, poll_images
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 
@@ -306,3 +307,42 @@ def test_a_finished_run_never_changes_state_again(sessions, settings, cloud) -> 
         for state in RunState:
             with pytest.raises(IllegalTransition):
                 move(run, state)
+
+
+def test_one_poll_settles_the_runs_of_several_tenants(sessions, settings) -> None:
+    """A poll batch spans tenants: one cloud call a tenant, and a tenant the cloud cannot
+    answer for is polled again later while the others' runs end."""
+    clock = {"now": NOW}
+    cloud = SimulatedDriver(sessions, seconds_per_gb=0.01, clock=lambda: clock["now"])
+    runs = {}
+    for tenant in ("t1", "t2", "t3"):
+        server = scheduled_server(sessions, cloud, tenant, NOW)
+        with transaction(sessions) as session:
+            runs[tenant] = request_run(session, tenant, server, NOW).id
+    with transaction(sessions) as session:
+        admit_waiting_runs(session, cap=10, now=NOW, lease_s=30, run_timeout_s=600)
+    rt = Runtime(settings, sessions, cloud, clock=lambda: clock["now"])
+    for run_id in runs.values():
+        create_image(rt, run_id)
+    clock["now"] = NOW + POLL_AFTER
+    real_get_images = cloud.get_images
+
+    def t2_unanswered(tenant_id, image_ids):  # type: ignore[no-untyped-def]
+        if tenant_id == "t2":
+            raise ComputeError("the image API answered 503")
+        return real_get_images(tenant_id, image_ids)
+
+    cloud.get_images = t2_unanswered
+    outcome = poll_batch(rt, [(tenant, [run_id]) for tenant, run_id in runs.items()])
+    with sessions() as session:
+        states = {run.tenant_id: run for run in session.scalars(sa.select(Run))}
+    assert {t: r.state for t, r in states.items()} == {
+        "t1": RunState.DONE,
+        "t2": RunState.SAVING,
+        "t3": RunState.DONE,
+    }
+    assert states["t2"].next_poll_at == NOW + POLL_AFTER + dt.timedelta(
+        seconds=settings.poll_interval_s
+    )
+    assert outcome.freed == 2
+    assert sorted(t for t, _ in outcome.prune) == ["t1", "t3"]

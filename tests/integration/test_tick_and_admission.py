@@ -160,6 +160,25 @@ def test_lost_creates_and_due_polls_are_published_again(sessions) -> None:
     assert take(NOW + dt.timedelta(seconds=62)) == ([], [])
 
 
+def test_a_published_poll_is_published_again_only_after_its_lease(sessions) -> None:
+    enable(sessions, "s1", next_run=NOW - dt.timedelta(minutes=1))
+    with transaction(sessions) as session:
+        tick.materialize_due_runs(session, NOW)
+        admit_waiting_runs(session, 10, NOW, 60, 3600)
+        session.execute(sa.update(Run).values(state="saving", next_poll_at=NOW))
+
+    def polls(at: dt.datetime) -> list[tuple[str, int]]:
+        with transaction(sessions) as session:
+            return tick.due_polls(session, at, 1, lease_s=60)
+
+    [(tenant, run_id)] = polls(NOW)
+    # A poll waiting in a long queue is not sent again at every tick behind it.
+    for seconds in (2, 30, 59):
+        assert polls(NOW + dt.timedelta(seconds=seconds)) == []
+    # A poll lost with its message comes again once the lease runs out.
+    assert polls(NOW + dt.timedelta(seconds=61)) == [(tenant, run_id)]
+
+
 def test_runs_past_their_period_are_skipped_with_a_reason(sessions) -> None:
     enable(sessions, "s1", next_run=NOW - dt.timedelta(minutes=1))
     with transaction(sessions) as session:

@@ -114,11 +114,13 @@ class RedisServer:
 class ServiceProcess:
     """One `scheduled-images` command running in its own process group."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, command: list[str] | None = None
+    ) -> None:
         self.args = args
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "scheduled-images"), *args],
+            [*(command or [str(BIN / "scheduled-images")]), *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
