@@ -435,6 +435,34 @@ def _line(name: str, figures: dict) -> str:
     )
 
 
+def report(figures: dict, rounds: list[dict], steady: dict) -> None:
+    """Each endpoint's figures, then each target: GET and POST against the trivial endpoint
+    measured in the same run, and the open loop's p99."""
+    ratio = figures["get"]["rps"] / figures["healthz"]["rps"]
+    by_round = ", ".join(f"{r['get']['rps'] / r['healthz']['rps']:.0%}" for r in rounds)
+    print(_line("GET /healthz (trivial)", figures["healthz"]))
+    print(_line("GET schedule", figures["get"]))
+    print(_line("POST schedule", figures["post"]))
+    print(
+        f"  GET/trivial throughput ratio: {ratio:.0%} (rounds: {by_round})"
+        f"   (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
+    )
+    post, trivial = figures["post"], figures["healthz"]
+    met = post["p99_ms"] < TARGET_POST_P99_MS and post["errors"] == 0
+    print(
+        f"  POST p50 {post['p50_ms']:.1f} ms, p99 {post['p99_ms']:.1f} ms"
+        f" (trivial endpoint in this run: p50 {trivial['p50_ms']:.1f} ms,"
+        f" p99 {trivial['p99_ms']:.1f} ms)"
+        f"   (target p99 < {TARGET_POST_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
+    )
+    print(_line(f"GET open loop {OPEN_LOOP_RATE}/s", steady))
+    met = steady["p99_ms"] < TARGET_P99_MS and steady["errors"] == 0
+    print(
+        f"  GET p99 at {OPEN_LOOP_RATE} req/s: {steady['p99_ms']:.1f} ms"
+        f"   (target < {TARGET_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per closed loop")
@@ -493,29 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures = {kind: _combine([r[kind] for r in rounds]) for kind in ("healthz", "get")}
                 figures["post"] = measure("post", args.duration)
                 steady = open_loop(pool, port, servers, OPEN_LOOP_RATE, args.open_duration)
-        ratio = figures["get"]["rps"] / figures["healthz"]["rps"]
-        by_round = ", ".join(f"{r['get']['rps'] / r['healthz']['rps']:.0%}" for r in rounds)
-        print(_line("GET /healthz (trivial)", figures["healthz"]))
-        print(_line("GET schedule", figures["get"]))
-        print(_line("POST schedule", figures["post"]))
-        print(
-            f"  GET/trivial throughput ratio: {ratio:.0%} (rounds: {by_round})"
-            f"   (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
-        )
-        post, trivial = figures["post"], figures["healthz"]
-        met = post["p99_ms"] < TARGET_POST_P99_MS and post["errors"] == 0
-        print(
-            f"  POST p50 {post['p50_ms']:.1f} ms, p99 {post['p99_ms']:.1f} ms"
-            f" (trivial endpoint in this run: p50 {trivial['p50_ms']:.1f} ms,"
-            f" p99 {trivial['p99_ms']:.1f} ms)"
-            f"   (target p99 < {TARGET_POST_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
-        )
-        print(_line(f"GET open loop {OPEN_LOOP_RATE}/s", steady))
-        met = steady["p99_ms"] < TARGET_P99_MS and steady["errors"] == 0
-        print(
-            f"  GET p99 at {OPEN_LOOP_RATE} req/s: {steady['p99_ms']:.1f} ms"
-            f"   (target < {TARGET_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
-        )
+        report(figures, rounds, steady)
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
