@@ -60,10 +60,10 @@ class ServerSchedule(MethodView):
     @blp.response(200, ScheduleResponse)
     def get(self, tenant_id: str, server_id: str) -> dict:
         """The server's schedule and its next planned run."""
-        row = read(read_sessions(), lambda s: schedules.find(s, tenant_id, server_id))
-        if row is None:
+        stored = schedules.read_view(read_sessions(), tenant_id, server_id, now())
+        if stored is None:
             no_schedule(tenant_id, server_id)
-        return _schedule_body(schedules.view(row, now()))
+        return _schedule_body(stored)
 
     @blp.arguments(ScheduleRequest)
     @blp.response(200, ScheduleResponse)

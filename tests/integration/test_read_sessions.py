@@ -13,6 +13,7 @@ from common.db import (
     make_read_session_factory,
     make_session_factory,
     read,
+    read_row,
     transaction,
 )
 
@@ -105,3 +106,23 @@ def test_disposing_the_engine_closes_the_read_connections(database_url) -> None:
     assert reads.kw["bind"].pool.checkedin() == 1
     engine.dispose()
     assert reads.kw["bind"].pool.checkedin() == 0
+
+
+def test_read_row_reads_without_a_transaction_and_retries_a_dead_connection(
+    sessions, reads, engine
+) -> None:  # type: ignore[no-untyped-def]
+    _store(sessions, "srv-1", 5)
+    pid_of = sa.text("SELECT pg_backend_pid() AS pid, now() = statement_timestamp() AS alone")
+    first = read_row(reads, pid_of, {})
+    # No transaction around it: a statement's own start is its transaction's start.
+    assert first is not None and first.alone
+    with engine.connect() as other:
+        other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first.pid})
+        other.commit()
+
+    again = read_row(reads, pid_of, {})
+
+    assert again is not None and again.pid != first.pid
+    view = schedules.read_view(reads, "tenant-a", "srv-1", utcnow())
+    assert view is not None and view.retention == 5 and view.day_of_week is None
+    assert schedules.read_view(reads, "tenant-b", "srv-1", utcnow()) is None
