@@ -25,7 +25,6 @@ from common import schedules
 from common.clock import iso_z_or_none
 from common.db import read, transaction
 from common.models import Schedule
-from common.runtime_settings import inflight_cap
 from scheduler.placement import choose_slot
 
 blp = Blueprint(
@@ -86,7 +85,7 @@ class ServerSchedule(MethodView):
                     current,
                     wanted["day_of_week"],
                     tenant_id,
-                    inflight_cap(session, settings().inflight_cap),
+                    settings().inflight_cap,
                     settings().default_image_duration_s,
                 ),
                 default_duration_s=settings().default_image_duration_s,

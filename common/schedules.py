@@ -126,6 +126,38 @@ def read_view(
     return None if row is None else view(row, now)
 
 
+#: The columns an enabled schedule is stored with, each bound under its own name.
+_STORED = (
+    "tenant_id",
+    "server_id",
+    "server_name",
+    "retention",
+    "day_of_week",
+    "slot_s",
+    "next_run_at",
+    "expected_duration_s",
+    "created_at",
+    "updated_at",
+)
+#: The columns a POST on an existing schedule replaces.
+_REPLACED = ("server_name", "retention", "day_of_week", "slot_s", "next_run_at", "updated_at")
+
+
+def _upsert_statement() -> sa.Executable:
+    statement = insert(Schedule).values({name: sa.bindparam(name) for name in _STORED})
+    return statement.on_conflict_do_update(
+        index_elements=[Schedule.server_id],
+        set_={key: statement.excluded[key] for key in _REPLACED}
+        | {"server_gone_at": None, "paused_at": None},
+        # A server id is one tenant's for good; never let a row change hands.
+        where=Schedule.tenant_id == sa.bindparam("tenant_id"),
+    ).returning(Schedule)
+
+
+# Built once, as _FIND is: each POST binds its values to the one compiled statement.
+_UPSERT = _upsert_statement()
+
+
 def upsert(
     session: orm.Session,
     *,
@@ -154,26 +186,7 @@ def upsert(
         "created_at": now,
         "updated_at": now,
     }
-    statement = insert(Schedule).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[Schedule.server_id],
-        set_={
-            key: statement.excluded[key]
-            for key in (
-                "server_name",
-                "retention",
-                "day_of_week",
-                "slot_s",
-                "next_run_at",
-                "updated_at",
-            )
-        }
-        | {"server_gone_at": None, "paused_at": None},
-        # A server id is one tenant's for good; never let a row change hands.
-        where=Schedule.tenant_id == tenant_id,
-    ).returning(Schedule)
-    row = session.scalars(statement, execution_options={"populate_existing": True}).one()
-    return row
+    return session.scalars(_UPSERT, values, execution_options={"populate_existing": True}).one()
 
 
 def remove(session: orm.Session, tenant_id: str, server_id: str) -> bool:
