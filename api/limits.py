@@ -3,6 +3,11 @@
 Two limits, both Flask-Limiter's: a tenant's writes (POST, PUT, PATCH, DELETE under its own
 path), and a client address's failed authentications, which bounds the Keystone validations
 made-up tokens can cost. Over either: 429, `Retry-After` and the compatible `overLimit` body.
+
+A request that cannot fail authentication (a probe, which needs no token, or a token the
+backend already knows) is not held to the second: it has nothing to count, and reading the
+count would cost every such request a round trip to Redis. A read of that kind meets no limit
+at all, so the limiter is not consulted for it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
 from flask_smorest import Blueprint
 
+from api.auth import known_identity
 from api.errors import error_response
 from common.settings import Settings
 
@@ -20,6 +26,8 @@ from common.settings import Settings
 WRITES = ["POST", "PUT", "PATCH", "DELETE"]
 #: Beside the broker's own keys in the same Redis.
 KEY_PREFIX = "si-limits"
+#: The blueprints whose endpoints need no token: they never answer 401.
+NO_TOKEN_BLUEPRINTS = frozenset({"health"})
 
 
 def storage_uri(broker_url: str) -> str:
@@ -36,6 +44,16 @@ def client_address() -> str:
 
 def tenant_of_request() -> str:
     return str((request.view_args or {}).get("tenant_id", ""))
+
+
+def cannot_fail_authentication() -> bool:
+    """True when the request cannot be answered 401, so the failure limit has nothing to count."""
+    return request.blueprint in NO_TOKEN_BLUEPRINTS or known_identity() is not None
+
+
+def unlimited_read() -> bool:
+    """A request that no limit applies to: not a write, and unable to fail authentication."""
+    return request.method not in WRITES and cannot_fail_authentication()
 
 
 def over_limit(limit: RequestLimit) -> Response:
@@ -61,12 +79,14 @@ def install_limits(app: Flask, settings: Settings, tenant_blueprints: list[Bluep
         # Only answers of 401 count: the limit costs a client nothing until it guesses.
         default_limits=[settings.auth_failure_limit],
         default_limits_deduct_when=lambda response: response.status_code == 401,
+        default_limits_exempt_when=cannot_fail_authentication,
         on_breach=over_limit,
         # Redis down: the limits fall back to this process's memory rather than refusing
         # every write; readiness already reports the broker.
         in_memory_fallback_enabled=True,
         swallow_errors=True,
     )
+    limiter.request_filter(unlimited_read)
     for blueprint in tenant_blueprints:
         limiter.limit(
             settings.tenant_write_limit,

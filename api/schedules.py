@@ -25,7 +25,6 @@ from common import schedules
 from common.clock import iso_z_or_none
 from common.db import read, transaction
 from common.models import Schedule
-from common.runtime_settings import inflight_cap
 from scheduler.placement import choose_slot
 
 blp = Blueprint(
@@ -60,10 +59,10 @@ class ServerSchedule(MethodView):
     @blp.response(200, ScheduleResponse)
     def get(self, tenant_id: str, server_id: str) -> dict:
         """The server's schedule and its next planned run."""
-        row = read(read_sessions(), lambda s: schedules.find(s, tenant_id, server_id))
-        if row is None:
+        stored = schedules.read_view(read_sessions(), tenant_id, server_id, now())
+        if stored is None:
             no_schedule(tenant_id, server_id)
-        return _schedule_body(schedules.view(row, now()))
+        return _schedule_body(stored)
 
     @blp.arguments(ScheduleRequest)
     @blp.response(200, ScheduleResponse)
@@ -86,7 +85,7 @@ class ServerSchedule(MethodView):
                     current,
                     wanted["day_of_week"],
                     tenant_id,
-                    inflight_cap(session, settings().inflight_cap),
+                    settings().inflight_cap,
                     settings().default_image_duration_s,
                 ),
                 default_duration_s=settings().default_image_duration_s,

@@ -59,14 +59,35 @@ def read(factory: orm.sessionmaker[orm.Session], work: Callable[[orm.Session], T
     SQLAlchemy then invalidates the whole pool, so the second try connects anew. A read can
     be repeated safely, which is what lets the read pool do without pre-ping.
     """
-    try:
+
+    def once() -> T:
         with factory() as session:
             return work(session)
+
+    return _once_more_if_invalidated(once)
+
+
+def read_row(
+    factory: orm.sessionmaker[orm.Session], statement: sa.Executable, params: dict[str, Any]
+) -> sa.Row | None:
+    """The first row of one Core statement, read as `read` reads but on a bare connection of
+    the factory's engine: no Session to build and close, for the hottest reads."""
+    engine = factory.kw["bind"]
+
+    def once() -> sa.Row | None:
+        with engine.connect() as connection:
+            return connection.execute(statement, params).first()
+
+    return _once_more_if_invalidated(once)
+
+
+def _once_more_if_invalidated(work: Callable[[], T]) -> T:
+    try:
+        return work()
     except exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
-    with factory() as session:
-        return work(session)
+    return work()
 
 
 @contextlib.contextmanager

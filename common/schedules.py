@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from common import outbox
 from common.clock import iso_z_or_none
 from common.days import DAY_NAMES
+from common.db import read_row
 from common.models import Schedule
 from common.runs import cancel_waiting_scheduled_runs
 from common.slots import DAY_S, WEEK_S, next_run_at, period_length
@@ -78,7 +79,8 @@ def stale_clause(now: dt.datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def view(row: Schedule, now: dt.datetime) -> ScheduleView:
+def view(row: Schedule | sa.Row, now: dt.datetime) -> ScheduleView:
+    """What the API shows of a stored schedule (a row of `Schedule` or of its view columns)."""
     paused = row.paused_at is not None
     return ScheduleView(
         server_id=row.server_id,
@@ -99,6 +101,61 @@ _FIND = sa.select(Schedule).where(
 
 def find(session: orm.Session, tenant_id: str, server_id: str) -> Schedule | None:
     return session.scalar(_FIND, {"server_id": server_id, "tenant_id": tenant_id})
+
+
+# What `view` reads and nothing more, as plain columns: no ORM object to build.
+_FIND_VIEW = sa.select(
+    Schedule.server_id,
+    Schedule.retention,
+    Schedule.day_of_week,
+    Schedule.next_run_at,
+    Schedule.paused_at,
+    Schedule.last_success_at,
+    Schedule.created_at,
+).where(
+    Schedule.server_id == sa.bindparam("server_id"), Schedule.tenant_id == sa.bindparam("tenant_id")
+)
+
+
+def read_view(
+    reads: orm.sessionmaker[orm.Session], tenant_id: str, server_id: str, now: dt.datetime
+) -> ScheduleView | None:
+    """The schedule as the API shows it, read through `common.db.read_row` from the read
+    sessions' engine; None when the server has none."""
+    row = read_row(reads, _FIND_VIEW, {"server_id": server_id, "tenant_id": tenant_id})
+    return None if row is None else view(row, now)
+
+
+#: The columns an enabled schedule is stored with, each bound under its own name.
+_STORED = (
+    "tenant_id",
+    "server_id",
+    "server_name",
+    "retention",
+    "day_of_week",
+    "slot_s",
+    "next_run_at",
+    "expected_duration_s",
+    "created_at",
+    "updated_at",
+)
+#: The columns a POST on an existing schedule replaces.
+_REPLACED = ("server_name", "retention", "day_of_week", "slot_s", "next_run_at", "updated_at")
+
+
+def _upsert_statement() -> sa.Executable:
+    statement = insert(Schedule).values({name: sa.bindparam(name) for name in _STORED})
+    return statement.on_conflict_do_update(
+        index_elements=[Schedule.server_id],
+        set_={key: statement.excluded[key] for key in _REPLACED}
+        | {"server_gone_at": None, "paused_at": None},
+        # A server id is one tenant's for good; never let a row change hands.
+        where=Schedule.tenant_id == sa.bindparam("tenant_id"),
+    ).returning(Schedule)
+
+
+# Built once, as _FIND is: each POST binds its values to the one compiled statement.
+_UPSERT = _upsert_statement()
 
 
 def upsert(
@@ -129,26 +186,7 @@ def upsert(
         "created_at": now,
         "updated_at": now,
     }
-    statement = insert(Schedule).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[Schedule.server_id],
-        set_={
-            key: statement.excluded[key]
-            for key in (
-                "server_name",
-                "retention",
-                "day_of_week",
-                "slot_s",
-                "next_run_at",
-                "updated_at",
-            )
-        }
-        | {"server_gone_at": None, "paused_at": None},
-        # A server id is one tenant's for good; never let a row change hands.
-        where=Schedule.tenant_id == tenant_id,
-    ).returning(Schedule)
-    row = session.scalars(statement, execution_options={"populate_existing": True}).one()
-    return row
+    return session.scalars(_UPSERT, values, execution_options={"populate_existing": True}).one()
 
 
 def remove(session: orm.Session, tenant_id: str, server_id: str) -> bool:

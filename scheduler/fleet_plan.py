@@ -86,11 +86,8 @@ class PlannedLoad:
         duration_s: float,
         cap: float,
     ) -> int:
-        """The slot for an enabled or changed schedule: its own when its day stays, else the
-        best place the planned load offers now."""
-        if current is not None and current.day_of_week == day_of_week:
-            # Nothing moves: no need to read, or lock, the planned load.
-            return current.slot_s
+        """The best place the planned load offers now for a new schedule, or for `current`
+        moving to another day or kind (its own load is taken out first)."""
         with self._lock:
             profile = self.profile(session)
             if current is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from api.auth.identity import ROLES, AuthBackend, AuthBackendUnavailable, Identity
 from api.auth.keystone import KeystoneAuth
-from api.auth.rules import authorize_admin, authorize_tenant, current_identity
+from api.auth.rules import authorize_admin, authorize_tenant, current_identity, known_identity
 from api.auth.static import StaticTokens, add_token
 from common.settings import Settings
 
@@ -22,6 +22,7 @@ __all__ = [
     "authorize_admin",
     "authorize_tenant",
     "current_identity",
+    "known_identity",
     "make_auth_backend",
 ]
 

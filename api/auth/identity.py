@@ -30,3 +30,8 @@ class AuthBackend(Protocol):
     """Turns a token into an identity, None for a token it does not know."""
 
     def authenticate(self, token: str) -> Identity | None: ...
+
+    def known(self, token: str) -> Identity | None:
+        """The token's identity when the backend has it at hand (its file, its cache of
+        accepted tokens) and need ask nobody; None otherwise. Never raises."""
+        ...

@@ -141,8 +141,7 @@ class KeystoneAuth:
         """
         if not token:
             return None
-        # Keyed by a digest so the process does not hold live tokens as keys.
-        key = hashlib.sha256(token.encode()).digest()
+        key = _cache_key(token)
         now = self._clock()
         entry = self._accepted.get(key, now) or self._refused.get(key, now)
         if entry is not None:
@@ -157,6 +156,15 @@ class KeystoneAuth:
         ttl = min(self._cache_seconds, NEGATIVE_CACHE_SECONDS)
         self._refused.put(key, _Entry(None, now + ttl, 0.0))
         return None
+
+    def known(self, token: str) -> Identity | None:
+        """The identity of a token Keystone accepted within the cache's time, still unexpired;
+        None for any other, without asking Keystone."""
+        if not token:
+            return None
+        now = self._clock()
+        entry = self._accepted.get(_cache_key(token), now)
+        return entry.identity if entry is not None and entry.token_expires_at > now else None
 
     def _validate(self, token: str) -> tuple[Identity | None, float]:
         """Ask Keystone; returns the identity (or None) and when the token expires."""
@@ -221,6 +229,11 @@ class KeystoneAuth:
             return self._http.request(method, self._url + path, timeout=self._timeout, **kwargs)
         except requests.RequestException as exc:
             raise AuthBackendUnavailable(f"Keystone at {self._url} did not answer: {exc}") from exc
+
+
+def _cache_key(token: str) -> bytes:
+    # A digest, so that the process does not hold live tokens as keys.
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _identity(body: dict[str, Any], operator_projects: frozenset[str]) -> Identity | None:

@@ -29,7 +29,7 @@ from common.compute.base import (
     ServerBusy,
     ServerNotFound,
 )
-from common.db import transaction
+from common.db import make_read_session_factory, read_row, transaction
 from common.models import SimImage, SimServer
 
 # create_error: the create call fails; image_error: the image ends in ERROR; image_hang: it
@@ -39,6 +39,27 @@ from common.models import SimImage, SimServer
 FAULTS = ("create_error", "image_error", "image_hang", "busy", "slow_create", "create_hang")
 # A little time in QUEUED before SAVING, as a real cloud shows.
 QUEUED_SHARE = 0.1
+
+
+def _in_progress(server_id: object, now: object) -> sa.Exists:
+    """Whether the server has an image that is not finished at `now`, as an EXISTS (each a
+    value or a column)."""
+    return sa.exists().where(
+        SimImage.server_id == server_id, sa.or_(SimImage.done_at > now, SimImage.fate == SAVING)
+    )
+
+
+# A server and whether it is busy, in one statement built once: the API looks the path's server
+# up on every write.
+_SERVER = sa.select(
+    SimServer.tenant_id,
+    SimServer.name,
+    SimServer.disk_gb,
+    SimServer.fault,
+    _in_progress(SimServer.id, sa.bindparam("now", type_=sa.DateTime(timezone=True))).label(
+        "image_in_progress"
+    ),
+).where(SimServer.id == sa.bindparam("server_id"))
 
 
 class SimulatedDriver(ComputeDriver):
@@ -51,6 +72,7 @@ class SimulatedDriver(ComputeDriver):
         slow_create_s: float = 5.0,
     ) -> None:
         self._sessions = sessions
+        self._reads = make_read_session_factory(sessions)
         self._seconds_per_gb = seconds_per_gb
         self._clock = clock
         self._timeout_s = timeout_s
@@ -59,10 +81,11 @@ class SimulatedDriver(ComputeDriver):
     # -- the driver interface -------------------------------------------------------------
 
     def get_server(self, tenant_id: str, server_id: str) -> Server:
-        with self._sessions() as session:
-            row = self._server_row(session, tenant_id, server_id)
-            busy = row.fault == "busy" or self._has_image_in_progress(session, server_id)
-            return Server(row.id, row.tenant_id, row.name, busy, row.disk_gb)
+        row = read_row(self._reads, _SERVER, {"server_id": server_id, "now": self._clock()})
+        if row is None or row.tenant_id != tenant_id:
+            raise ServerNotFound(f"server {server_id} not found")
+        busy = row.fault == "busy" or row.image_in_progress
+        return Server(server_id, row.tenant_id, row.name, busy, row.disk_gb)
 
     def create_image(
         self, tenant_id: str, server_id: str, name: str, metadata: dict[str, str]
@@ -192,17 +215,7 @@ class SimulatedDriver(ComputeDriver):
         return row
 
     def _has_image_in_progress(self, session: orm.Session, server_id: str) -> bool:
-        now = self._clock()
-        return bool(
-            session.scalar(
-                sa.select(sa.func.count())
-                .select_from(SimImage)
-                .where(
-                    SimImage.server_id == server_id,
-                    sa.or_(SimImage.done_at > now, SimImage.fate == SAVING),
-                )
-            )
-        )
+        return bool(session.scalar(sa.select(_in_progress(server_id, self._clock()))))
 
     @staticmethod
     def _image(row: SimImage, now: dt.datetime) -> Image:

@@ -1,12 +1,14 @@
 """Benchmark of the API under gunicorn: GET and POST of a schedule beside a trivial endpoint.
 
 Run from the project folder: `python -m tests.bench.bench_api`. It makes its own database
-(on the local PostgreSQL if one answers, else an embedded one), seeds a tenant, a token and
+(on the local PostgreSQL if one answers, else an embedded one) and its own Redis as the broker,
+where the API keeps its rate limits as it does in service; seeds a tenant, a token and
 simulated servers with schedules, serves the real API with `scheduled-images api`, and drives
 it from load generator processes on loopback:
 
 - closed loop, fixed concurrency: throughput and p50/p99 latency of `GET /healthz` (the
-  trivial endpoint of the same server), GET of a schedule and POST of a schedule;
+  trivial endpoint of the same server), GET of a schedule and POST of a schedule (daily or
+  weekly on a day drawn at random, so that most POSTs move the schedule and place it anew);
 - open loop at a fixed 500 requests/s of GET: p99 measured from each request's planned send
   time, so a stalled server cannot hide its queue (no coordinated omission).
 
@@ -49,7 +51,7 @@ from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory
 from common.embedded import embedded_postgres_url
 from tests.support.databases import LOCAL_ADMIN_URL, answers, create_migrated, drop
-from tests.support.processes import free_port
+from tests.support.processes import RedisServer, free_port
 
 # The same local server through its unix socket, as an API on the database's host would reach
 # it: no TCP stack on either side of each round trip. Used when it answers.
@@ -65,7 +67,10 @@ OPEN_LOOP_RATE = 500
 # Closed-loop rounds that the trivial endpoint and GET alternate in.
 ROUNDS = 4
 TARGET_P99_MS = 20.0
-TARGET_RATIO = 0.40
+#: GET of a schedule against the trivial endpoint's throughput, in the same run.
+TARGET_RATIO = 0.50
+#: POST of a schedule, closed loop: its p99.
+TARGET_POST_P99_MS = 50.0
 
 
 # -- the load generator (runs in child processes) --------------------------------------------
@@ -336,7 +341,18 @@ def bench_database(workdir: Path) -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def api_process(url: str, tokens: Path, workdir: Path) -> Iterator[int]:
+def broker(workdir: Path) -> Iterator[str]:
+    """A Redis of the bench's own, stopped at the end: the URL."""
+    server = RedisServer(workdir / "redis")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def api_process(url: str, broker_url: str, tokens: Path, workdir: Path) -> Iterator[int]:
     port = free_port()
     command = Path(sys.executable).parent / "scheduled-images"
     env = {
@@ -345,7 +361,7 @@ def api_process(url: str, tokens: Path, workdir: Path) -> Iterator[int]:
         "AUTH_TOKENS_FILE": str(tokens),
         "STATE_DIR": str(workdir / "state"),
         "LOG_LEVEL": "WARNING",
-        "BROKER_URL": "",
+        "BROKER_URL": broker_url,
         # The API's own cost is measured here; the limits' figures are bench_limits's.
         "TENANT_WRITE_LIMIT": "1000000000 per minute",
     }
@@ -419,6 +435,34 @@ def _line(name: str, figures: dict) -> str:
     )
 
 
+def report(figures: dict, rounds: list[dict], steady: dict) -> None:
+    """Each endpoint's figures, then each target: GET and POST against the trivial endpoint
+    measured in the same run, and the open loop's p99."""
+    ratio = figures["get"]["rps"] / figures["healthz"]["rps"]
+    by_round = ", ".join(f"{r['get']['rps'] / r['healthz']['rps']:.0%}" for r in rounds)
+    print(_line("GET /healthz (trivial)", figures["healthz"]))
+    print(_line("GET schedule", figures["get"]))
+    print(_line("POST schedule", figures["post"]))
+    print(
+        f"  GET/trivial throughput ratio: {ratio:.0%} (rounds: {by_round})"
+        f"   (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
+    )
+    post, trivial = figures["post"], figures["healthz"]
+    met = post["p99_ms"] < TARGET_POST_P99_MS and post["errors"] == 0
+    print(
+        f"  POST p50 {post['p50_ms']:.1f} ms, p99 {post['p99_ms']:.1f} ms"
+        f" (trivial endpoint in this run: p50 {trivial['p50_ms']:.1f} ms,"
+        f" p99 {trivial['p99_ms']:.1f} ms)"
+        f"   (target p99 < {TARGET_POST_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
+    )
+    print(_line(f"GET open loop {OPEN_LOOP_RATE}/s", steady))
+    met = steady["p99_ms"] < TARGET_P99_MS and steady["errors"] == 0
+    print(
+        f"  GET p99 at {OPEN_LOOP_RATE} req/s: {steady['p99_ms']:.1f} ms"
+        f"   (target < {TARGET_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per closed loop")
@@ -444,9 +488,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokens = workdir / "tokens.json"
         add_token(tokens, TOKEN, TENANT, ["creator"])
-        with bench_database(workdir) as (url, where), api_process(url, tokens, workdir) as port:
+        with (
+            bench_database(workdir) as (url, where),
+            broker(workdir) as broker_url,
+            api_process(url, broker_url, tokens, workdir) as port,
+        ):
             servers = seed(url, port)
-            print(f"API bench: gunicorn on 127.0.0.1:{port}, database: {where}")
+            print(
+                f"API bench: gunicorn on 127.0.0.1:{port}, database: {where},"
+                f" limits in Redis at {broker_url}"
+            )
             print(
                 f"  {os.cpu_count()} cores shared by server and generator; closed loop with "
                 f"{PROCESSES * CONNECTIONS} keep-alive connections, {args.duration:.0f} s each"
@@ -470,21 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures = {kind: _combine([r[kind] for r in rounds]) for kind in ("healthz", "get")}
                 figures["post"] = measure("post", args.duration)
                 steady = open_loop(pool, port, servers, OPEN_LOOP_RATE, args.open_duration)
-        ratio = figures["get"]["rps"] / figures["healthz"]["rps"]
-        by_round = ", ".join(f"{r['get']['rps'] / r['healthz']['rps']:.0%}" for r in rounds)
-        print(_line("GET /healthz (trivial)", figures["healthz"]))
-        print(_line("GET schedule", figures["get"]))
-        print(_line("POST schedule", figures["post"]))
-        print(
-            f"  GET/trivial throughput ratio: {ratio:.0%} (rounds: {by_round})"
-            f"   (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
-        )
-        print(_line(f"GET open loop {OPEN_LOOP_RATE}/s", steady))
-        met = steady["p99_ms"] < TARGET_P99_MS and steady["errors"] == 0
-        print(
-            f"  GET p99 at {OPEN_LOOP_RATE} req/s: {steady['p99_ms']:.1f} ms"
-            f"   (target < {TARGET_P99_MS:.0f} ms: {'met' if met else 'MISSED'})"
-        )
+        report(figures, rounds, steady)
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -136,6 +136,31 @@ def test_a_token_that_expires_while_cached_is_refused_without_asking(cloud, auth
     assert validations(cloud) == 1
 
 
+def test_known_answers_from_the_accepted_tokens_alone_and_never_asks(cloud, auth, tenant, clock):
+    token = cloud.issue_token(tenant, ["member"], expires_in=60)
+    assert auth.known(token) is None
+    auth.authenticate("unknown")
+    assert auth.known("unknown") is None
+
+    identity = auth.authenticate(token)
+
+    assert identity is not None and auth.known(token) == identity
+    clock.advance(31)  # past the cache's time: Keystone would have to be asked again
+    assert auth.known(token) is None
+    assert auth.known("") is None
+    assert validations(cloud) == 2
+
+
+def test_known_refuses_a_cached_token_past_its_expiry(cloud, auth, tenant, clock):
+    token = cloud.issue_token(tenant, ["member"], expires_in=20)
+    auth.authenticate(token)
+
+    clock.advance(21)
+
+    assert auth.known(token) is None
+    assert validations(cloud) == 1
+
+
 def test_a_token_keystone_says_has_expired_is_refused(cloud, auth, tenant):
     token = cloud.issue_token(tenant, ["member"], expires_in=-1)
 

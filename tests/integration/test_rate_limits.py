@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from tests.conftest import Client, ServedApp
@@ -74,6 +75,47 @@ def test_failed_authentications_are_limited_per_client(two_apis, cloud) -> None:
 
     assert refused.status_code == 429
     assert "Retry-After" in refused.headers and "overLimit" in refused.json()
+
+
+def test_a_known_token_and_the_probes_pass_a_client_over_its_failure_limit(two_apis, cloud) -> None:  # type: ignore[no-untyped-def]
+    server = cloud.add_servers("tenant-a", 1)[0]
+    alice = Client(two_apis[0].base, "alice", "tenant-a")
+    for number in range(3):
+        assert alice.as_token(f"guess-{number}").get_schedule(server).status_code == 401
+    assert alice.as_token("guess-4").get_schedule(server).status_code == 429
+
+    # Neither can fail authentication: the failures counted so far have nothing to hold back.
+    assert alice.get_schedule(server).status_code == 404
+    assert alice.post_schedule(server, {"image_schedule": {"retention": 2}}).status_code == 200
+    assert alice.as_token(None).request("GET", alice.url("/healthz")).status_code == 200
+    assert alice.as_token("guess-5").get_schedule(server).status_code == 429
+
+
+def _commands(server: RedisServer) -> int:
+    """Commands the Redis has run, other than the INFO calls that count them."""
+    stats = redis.Redis.from_url(server.url).info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def test_reads_that_cannot_fail_authentication_cost_no_round_trip_to_redis(
+    two_apis, cloud, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    server = cloud.add_servers("tenant-a", 1)[0]
+    alice = Client(two_apis[0].base, "alice", "tenant-a")
+    assert alice.post_schedule(server, {"image_schedule": {"retention": 2}}).status_code == 200
+    before = _commands(redis_server)
+
+    for _ in range(5):
+        assert alice.get_schedule(server).status_code == 200
+        assert alice.as_token(None).request("GET", alice.url("/healthz")).status_code == 200
+    assert _commands(redis_server) == before
+
+    # Writes and unknown tokens are still counted there.
+    assert alice.post_schedule(server, {"image_schedule": {"retention": 3}}).status_code == 200
+    after_write = _commands(redis_server)
+    assert after_write > before
+    assert alice.as_token("guess").get_schedule(server).status_code == 401
+    assert _commands(redis_server) > after_write
 
 
 def test_without_redis_the_limits_hold_in_the_process(settings, sessions, tokens, cloud) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from common.db import (
     make_read_session_factory,
     make_session_factory,
     read,
+    read_row,
     transaction,
 )
 
@@ -27,6 +28,19 @@ def _backend_state(engine: sa.Engine, pid: int) -> str:
         return other.scalar(
             sa.text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
         )
+
+
+def _restart_connections(engine: sa.Engine) -> None:
+    """Every other connection to the database ends, as when PostgreSQL restarts: each pooled
+    one is dead the next time it is used, whichever the pool hands out."""
+    with engine.connect() as other:
+        other.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        other.commit()
 
 
 def _store(sessions: orm.sessionmaker[orm.Session], server_id: str, retention: int) -> None:
@@ -70,9 +84,7 @@ def test_a_read_on_a_dead_pooled_connection_is_retried_once(sessions, reads, eng
     """As after a database restart: the pooled connection is gone, the caller sees nothing."""
     _store(sessions, "srv-1", 5)
     dead = read(reads, lambda s: s.scalar(sa.text("SELECT pg_backend_pid()")))
-    with engine.connect() as other:
-        other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": dead})
-        other.commit()
+    _restart_connections(engine)
     calls = []
 
     def find(session: orm.Session) -> tuple[int, int]:
@@ -105,3 +117,31 @@ def test_disposing_the_engine_closes_the_read_connections(database_url) -> None:
     assert reads.kw["bind"].pool.checkedin() == 1
     engine.dispose()
     assert reads.kw["bind"].pool.checkedin() == 0
+
+
+def test_read_row_reads_without_a_transaction_and_retries_a_dead_connection(
+    sessions, reads, engine
+) -> None:  # type: ignore[no-untyped-def]
+    _store(sessions, "srv-1", 5)
+    # One pooled connection, the one the first read uses: the second gets that one back dead.
+    reads.kw["bind"].dispose()
+    pid_of = sa.text("SELECT pg_backend_pid() AS pid, now() = statement_timestamp() AS alone")
+    first = read_row(reads, pid_of, {})
+    # No transaction around it: a statement's own start is its transaction's start.
+    assert first is not None and first.alone
+    _restart_connections(engine)
+    failures = []
+
+    def failed(context: sa.engine.ExceptionContext) -> None:
+        failures.append(context.is_disconnect)
+
+    sa.event.listen(reads.kw["bind"], "handle_error", failed)
+    try:
+        again = read_row(reads, pid_of, {})
+    finally:
+        sa.event.remove(reads.kw["bind"], "handle_error", failed)
+    assert again is not None and again.pid != first.pid
+    assert failures == [True]  # the dead connection failed once, not the caller's problem
+    view = schedules.read_view(reads, "tenant-a", "srv-1", utcnow())
+    assert view is not None and view.retention == 5 and view.day_of_week is None
+    assert schedules.read_view(reads, "tenant-b", "srv-1", utcnow()) is None

@@ -358,6 +358,9 @@ def test_identity_service_down_is_503_not_401(settings, sessions, server_a) -> N
         def authenticate(self, token: str):  # type: ignore[no-untyped-def]
             raise AuthBackendUnavailable("keystone unreachable")
 
+        def known(self, token: str) -> None:
+            return None
+
     served = ServedApp(create_app(settings, sessions=sessions, auth=DownKeystone()))
     try:
         answer = Client(served.base, "alice", "tenant-a").get_schedule(server_a)

@@ -59,3 +59,15 @@ def test_a_removed_token_stops_working_within_a_second(tmp_path: Path, clock: Cl
     path.write_text("{}")
     clock.now += StaticTokens.RECHECK_S
     assert tokens.authenticate("alice") is None
+
+
+def test_every_token_in_the_file_is_known_without_asking_anyone(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "tokens.json"
+    add_token(path, "alice", "tenant-a", ["observer"])
+    tokens = StaticTokens(path, clock)
+
+    alice = tokens.known("alice")
+    assert alice is not None and alice == tokens.authenticate("alice")
+    assert tokens.known("made-up") is None
