@@ -18,11 +18,17 @@ def make_driver(settings: Settings, sessions: orm.sessionmaker[orm.Session]) -> 
             interface=settings.os_interface,
             timeout=settings.compute_timeout_s,
         )
-    from common.compute.simulated import SimulatedDriver
+    from common.compute.simulated import Draws, SimulatedDriver
 
     return SimulatedDriver(
         sessions,
         seconds_per_gb=settings.sim_seconds_per_gb,
         timeout_s=settings.compute_timeout_s,
         slow_create_s=settings.sim_slow_create_s,
+        draws=Draws(
+            duration_sigma=settings.sim_duration_sigma,
+            create_error_rate=settings.sim_create_error_rate,
+            image_error_rate=settings.sim_image_error_rate,
+            seed=settings.sim_seed,
+        ),
     )
