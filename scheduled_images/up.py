@@ -187,16 +187,17 @@ def start_back_end(
     """Beat and one worker pool per queue; the URLs of their exporters, if a port is given
     (beat's on it, each pool's on the next ones)."""
 
-    def exporter(offset: int) -> dict[str, str]:
-        return {"METRICS_PORT": str(metrics_base_port + offset if metrics_base_port else 0)}
+    def exporter(offset: int, queue: str | None = None) -> dict[str, str]:
+        if not metrics_base_port:
+            return {"METRICS_PORT": "0"}
+        exported = {"METRICS_PORT": str(metrics_base_port + offset)}
+        if queue is not None:
+            exported["PROMETHEUS_MULTIPROC_DIR"] = str(state_dir / "prometheus" / queue)
+        return exported
 
     supervisor.start("beat", cli_argv("beat"), {**env, **exporter(0)})
     for offset, (queue, concurrency) in enumerate(POOLS, start=1):
-        pool_env = {
-            **env,
-            **exporter(offset),
-            "PROMETHEUS_MULTIPROC_DIR": str(state_dir / "prometheus" / queue),
-        }
+        pool_env = {**env, **exporter(offset, queue)}
         args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
         supervisor.start(f"worker:{queue}", cli_argv(*args, "--hostname", f"{queue}@%h"), pool_env)
     if not metrics_base_port:

@@ -42,7 +42,7 @@ def worker(queues: str, concurrency: int, pool: str, hostname: str | None) -> No
         raise click.BadParameter(
             f"unknown queue(s) {unknown}; choose from {', '.join(QUEUES)}", param_hint="--queues"
         )
-    app, _ = _app()
+    app, settings = _app()
     # kombu's Redis transport, mended for Redis dying under a worker (workers/broker.py).
     # Beat and Flower keep the stock one: Flower's pages read its redis:// address.
     app.conf.broker_transport = "workers.broker:Transport"
@@ -59,7 +59,7 @@ def worker(queues: str, concurrency: int, pool: str, hostname: str | None) -> No
             "--hostname",
             name,
             "--loglevel",
-            "INFO",
+            settings.log_level,
             "--without-mingle",
             "--without-gossip",
         ]
@@ -85,7 +85,7 @@ def beat(schedule_file: Path | None) -> None:
             "--schedule",
             str(schedule_file),
             "--loglevel",
-            "INFO",
+            settings.log_level,
             "--pidfile",
             str(Path(tempfile.gettempdir()) / f"si-beat-{id(app)}.pid"),
         ]
