@@ -17,7 +17,7 @@ from api import docs, errors
 from api.auth import AuthBackend, make_auth_backend
 from api.limits import install_limits
 from api.schemas import ErrorBody
-from common.clock import utcnow
+from common.clock_store import SharedClock
 from common.compute import make_driver
 from common.compute.base import ComputeDriver
 from common.db import is_outage, make_engine, make_read_session_factory, make_session_factory
@@ -67,7 +67,7 @@ def create_app(
     sessions: orm.sessionmaker[orm.Session] | None = None,
     compute: ComputeDriver | None = None,
     auth: AuthBackend | None = None,
-    clock: Callable[[], dt.datetime] = utcnow,
+    clock: Callable[[], dt.datetime] | None = None,
     resolver: Resolver = resolve,
 ) -> Flask:
     app = Flask("scheduled_images")
@@ -94,7 +94,9 @@ def create_app(
     app.extensions["settings"] = settings
     app.extensions["sessions"] = sessions
     app.extensions["read_sessions"] = make_read_session_factory(sessions)
-    app.extensions["compute"] = compute or make_driver(settings, sessions)
+    if clock is None:
+        clock = SharedClock(sessions, settings.clock_speed)
+    app.extensions["compute"] = compute or make_driver(settings, sessions, clock)
     app.extensions["auth"] = auth or make_auth_backend(settings)
     app.extensions["clock"] = clock
     app.extensions["resolver"] = resolver

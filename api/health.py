@@ -68,7 +68,11 @@ class Metrics(MethodView):
             registry = CollectorRegistry(auto_describe=False)
             registry.register(
                 ServiceCollector(
-                    sessions(), config.inflight_cap, config.broker_url, config.metrics_cache_s
+                    sessions(),
+                    config.inflight_cap,
+                    config.broker_url,
+                    config.metrics_cache_s,
+                    clock=current_app.extensions["clock"],
                 )
             )
             current_app.extensions["metrics_registry"] = registry

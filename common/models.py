@@ -100,6 +100,25 @@ class ServiceSetting(Base):
     value: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
 
 
+class ClockEpoch(Base):
+    """The instant the service's clock started and its speed: one row, made by the first
+    process of a service whose clock runs at another speed than the wall clock's."""
+
+    __tablename__ = "clock"
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger, primary_key=True, default=1)
+    speed: orm.Mapped[float] = orm.mapped_column(sa.Float, nullable=False)
+    real_start: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), nullable=False
+    )
+    start: orm.Mapped[dt.datetime] = orm.mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        sa.CheckConstraint("id = 1", name="one_clock"),
+        sa.CheckConstraint("speed > 0", name="clock_speed_positive"),
+    )
+
+
 class SimServer(Base):
     """A server of the simulated cloud."""
 

@@ -78,6 +78,16 @@ def share(name: str, raw: str, earlier: Mapping[str, Any]) -> float:
     return value
 
 
+def simulated_speed(name: str, raw: str, earlier: Mapping[str, Any]) -> float:
+    """Only the simulated cloud can keep up with a clock that runs faster than the wall's."""
+    value = number(name, raw, earlier)
+    if value == 0:
+        raise SettingsError(f"{name} must be above 0, not {raw!r}")
+    if value != 1 and earlier.get("compute_driver") != "simulated":
+        raise SettingsError(f"{name} other than 1 needs COMPUTE_DRIVER=simulated, not {value:g}")
+    return value
+
+
 def choice(*choices: str) -> Parser:
     def parse(name: str, raw: str, _earlier: Mapping[str, Any]) -> str:
         value = raw.lower()
@@ -224,6 +234,13 @@ class Settings:
         "its name, so every process agrees on them.",
         parse=integer(),
     )
+    clock_speed: float = setting(
+        "1",
+        "Simulated seconds per real second of the service's clock (lease, poll, retry and "
+        "time-out settings are in its seconds). Other than 1 only with the simulated cloud; "
+        "every process of one database must agree.",
+        parse=simulated_speed,
+    )
     os_auth_url: str = setting("", "openstack driver and keystone auth: Keystone v3 URL.")
     os_username: str = setting("", "openstack driver and keystone auth: service user.")
     os_password: str = setting(
@@ -292,7 +309,9 @@ class Settings:
         "Expected image duration of a server with no history yet.",
         parse=integer(low=1),
     )
-    tick_interval_s: float = setting("5", "Seconds between scheduler ticks.", parse=number)
+    tick_interval_s: float = setting(
+        "5", "Real seconds between scheduler ticks, whatever CLOCK_SPEED.", parse=number
+    )
     retry_attempts: int = setting(
         "3",
         "Attempts at an image before its run fails.",

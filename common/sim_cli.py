@@ -6,6 +6,7 @@ import json
 
 import click
 
+from common.clock_store import SharedClock
 from common.compute.base import ServerNotFound
 from common.compute.simulated import FAULTS, SimulatedDriver
 from common.db import make_engine, make_session_factory
@@ -16,7 +17,11 @@ from common.settings_cli import load_settings
 def _driver() -> SimulatedDriver:
     settings = resolve_urls(load_settings())
     sessions = make_session_factory(make_engine(settings.database_url))
-    return SimulatedDriver(sessions, seconds_per_gb=settings.sim_seconds_per_gb)
+    return SimulatedDriver(
+        sessions,
+        seconds_per_gb=settings.sim_seconds_per_gb,
+        clock=SharedClock(sessions, settings.clock_speed),
+    )
 
 
 @click.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from common.clock import utcnow
+from common.clock_store import shared_clock
 from common.db import make_engine, make_session_factory, transaction
 from common.embedded import resolve_urls
 from common.runtime_settings import inflight_cap
@@ -31,7 +31,7 @@ def show() -> None:
     """Print the planned load per hour for the coming week against the cap."""
     settings, sessions = _sessions()
     with sessions() as session:
-        week = planned_week(session, utcnow())
+        week = planned_week(session, shared_clock(sessions, settings.clock_speed).now())
         cap = inflight_cap(session, settings.inflight_cap)
     top = max([cap, week["planned_peak"], 1.0])
     click.echo(
@@ -59,7 +59,8 @@ def rebalance_command() -> None:
             lock_rebalancing(session, wait=True)
         cap = inflight_cap(session, settings.inflight_cap)
         # The stages only: the fleet is read inside, so no bar.
-        summary = rebalance_fleet(session, cap, utcnow(), observer=PlanningReport())
+        now = shared_clock(sessions, settings.clock_speed).now()
+        summary = rebalance_fleet(session, cap, now, observer=PlanningReport())
     click.echo(
         f"{summary.schedules} schedules, {summary.moved} moved; planned peak "
         f"{summary.peak:.0f} against cap {cap} (lower bound {summary.lower_bound:.1f}); "

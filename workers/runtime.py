@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from sqlalchemy import orm
 
-from common.clock import utcnow
+from common.clock import Clock
+from common.clock_store import SharedClock
 from common.compute import make_driver
 from common.compute.base import ComputeDriver
 from common.db import make_engine, make_session_factory
@@ -25,7 +26,7 @@ class Runtime:
     settings: Settings
     sessions: orm.sessionmaker[orm.Session]
     compute: ComputeDriver
-    clock: Callable[[], dt.datetime] = utcnow
+    clock: Callable[[], dt.datetime] = Clock()
 
 
 _settings: Settings | None = None
@@ -42,5 +43,7 @@ def runtime() -> Runtime:
     if _runtime is None or _runtime[0] != os.getpid():
         settings = _settings or Settings.from_env()
         sessions = make_session_factory(make_engine(settings.database_url, pool_size=2))
-        _runtime = (os.getpid(), Runtime(settings, sessions, make_driver(settings, sessions)))
+        clock = SharedClock(sessions, settings.clock_speed)
+        compute = make_driver(settings, sessions, clock)
+        _runtime = (os.getpid(), Runtime(settings, sessions, compute, clock))
     return _runtime[1]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
 from sqlalchemy import orm
 
 from common.compute.base import ComputeDriver
 from common.settings import Settings
 
 
-def make_driver(settings: Settings, sessions: orm.sessionmaker[orm.Session]) -> ComputeDriver:
+def make_driver(
+    settings: Settings,
+    sessions: orm.sessionmaker[orm.Session],
+    clock: Callable[[], dt.datetime],
+) -> ComputeDriver:
     if settings.compute_driver == "openstack":
         from common.compute.openstack import OpenStackDriver
 
@@ -23,6 +30,7 @@ def make_driver(settings: Settings, sessions: orm.sessionmaker[orm.Session]) -> 
     return SimulatedDriver(
         sessions,
         seconds_per_gb=settings.sim_seconds_per_gb,
+        clock=clock,
         timeout_s=settings.compute_timeout_s,
         slow_create_s=settings.sim_slow_create_s,
         draws=Draws(
