@@ -240,7 +240,9 @@ def judge(
     window: Window,
     cap: int,
     now: dt.datetime,
+    planned: list[ScheduleRow],
 ) -> tuple[Judged, list[str]]:
+    """`planned`: the schedules as planned (their durations then, not those learnt since)."""
     with sessions() as session:
         schedules = load_schedules(session)
         runs = load_runs(session)
@@ -254,4 +256,4 @@ def judge(
         max_in_flight=max(in_flight, default=0),
         retention_violations=violations,
     )
-    return Judged(figures, lateness, planned_load(schedules, window)), lost + lines
+    return Judged(figures, lateness, planned_load(planned, window)), lost + lines

@@ -19,7 +19,13 @@ from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory
 from common.settings import Settings
 from scheduled_images.soak import arrange
-from scheduled_images.soak.checks import Window, due_occurrences, judge, load_schedules
+from scheduled_images.soak.checks import (
+    ScheduleRow,
+    Window,
+    due_occurrences,
+    judge,
+    load_schedules,
+)
 from scheduled_images.soak.faults import FaultInjector, fault_plan
 from scheduled_images.soak.fleet import draw_fleet, fleet_arrays, tenant_names
 from scheduled_images.soak.plots import plot_lateness, plot_load
@@ -36,9 +42,9 @@ if TYPE_CHECKING:
 #: Real seconds between the plan taking effect and the first slot that counts.
 START_MARGIN_S = 1.0
 #: Real seconds the soak waits, past its last day, for the last due periods to end.
-DRAIN_S = 90.0
+DRAIN_S = 60.0
 #: Real seconds it waits for the images in flight and their prunes once schedules pause.
-QUIESCE_S = 60.0
+QUIESCE_S = 30.0
 SECONDS_PER_GB = 10.0
 IN_FLIGHT = ("admitted", "creating", "saving")
 FINAL = ("done", "failed", "timed_out", "skipped", "cancelled")
@@ -69,6 +75,7 @@ class Soak:
         self.clock = shared_clock(self.sessions, options.speed)
         self.cap = 0
         self.planned_share: float | None = None
+        self.planned: list[ScheduleRow] = []
         self.timing = Timing()
 
     def echo(self, line: str) -> None:
@@ -124,12 +131,16 @@ class Soak:
         self.echo("")
         plan = arrange.plan_fleet(self.sessions, self.cap, self.clock)
         self.planned_share = plan.on_day_share
+        with self.sessions() as session:
+            self.planned = load_schedules(session)
         self.echo(
             f"soak: planned peak {plan.peak:g} under cap {self.cap}, {plan.moved} moved, "
             f"{plan.on_day_share:.1%} weekly on their day"
         )
         arrange.hold_schedules(self.sessions, self.clock.now())
+        booting = time.monotonic()
         service.start_back_end(self.stopping)
+        self.echo(f"soak: beat and the pools up in {time.monotonic() - booting:.1f} s")
         start = _next_minute(self.clock.now() + dt.timedelta(seconds=START_MARGIN_S * o.speed))
         arrange.start_window(self.sessions, start)
         return own, Window(start, start + dt.timedelta(days=o.days))
@@ -240,6 +251,7 @@ class Soak:
             window,
             self.cap,
             self.clock.now(),
+            self.planned,
         )
         wall = self.timing.real_end - self.timing.real_start
         finished = self._finished(window)
