@@ -153,9 +153,11 @@ def hold_schedules(sessions: orm.sessionmaker[orm.Session], now: dt.datetime) ->
 
 
 def start_window(sessions: orm.sessionmaker[orm.Session], start: dt.datetime) -> None:
-    """Every schedule resumes with its next run at its first slot after `start`, when the soak
+    """Every schedule resumes with its next run at its first slot from `start`, when the soak
     begins: the plan takes effect then, whatever the clock read while the fleet was enabled,
     planned and the workers started."""
+    # A slot at `start` itself is the soak's first: next_run_at counts from strictly after.
+    just_before = start - dt.timedelta(microseconds=1)
     with transaction(sessions) as session:
         rows = session.execute(sa.text("SELECT id, day_of_week, slot_s FROM schedules")).all()
         session.execute(
@@ -168,6 +170,6 @@ def start_window(sessions: orm.sessionmaker[orm.Session], start: dt.datetime) ->
             ),
             {
                 "ids": [r.id for r in rows],
-                "ats": [next_run_at(r.day_of_week, r.slot_s, start) for r in rows],
+                "ats": [next_run_at(r.day_of_week, r.slot_s, just_before) for r in rows],
             },
         )

@@ -24,7 +24,7 @@ from common.compute.base import (
     ERROR,
     INSTANCE_UUID_KEY,
 )
-from common.run_state import FINAL, RunState
+from common.run_state import FINAL, OPEN, RunState
 from common.slots import next_run_at, period_length
 from scheduled_images.soak.recorder import SeenImage
 
@@ -67,7 +67,8 @@ def load_schedules(session: orm.Session) -> list[ScheduleRow]:
 def due_occurrences(schedule: ScheduleRow, window: Window) -> list[dt.datetime]:
     """The slot's occurrences inside the soak."""
     step = dt.timedelta(seconds=period_length(schedule.day_of_week))
-    at = next_run_at(schedule.day_of_week, schedule.slot_s, window.start - dt.timedelta(seconds=1))
+    just_before = window.start - dt.timedelta(microseconds=1)
+    at = next_run_at(schedule.day_of_week, schedule.slot_s, just_before)
     found = []
     while at < window.end:
         found.append(at)
@@ -185,7 +186,16 @@ def retention_violations(
     now: dt.datetime,
 ) -> tuple[int, list[str]]:
     """Servers left with more scheduled ACTIVE images than their retention, and images of the
-    users' own that are gone; with a line on each."""
+    users' own that are gone; with a line on each.
+
+    A server with a run still open is left out: its prune is still to come.
+    """
+    open_runs = set(
+        session.scalars(
+            sa.text("SELECT DISTINCT server_id FROM runs WHERE state = ANY(:open)"),
+            {"open": sorted(OPEN)},
+        )
+    )
     counts = dict(
         session.execute(
             sa.text(
@@ -208,7 +218,7 @@ def retention_violations(
     lines = [
         f"server {s.server_id}: {counts[s.server_id]} scheduled ACTIVE, retention {s.retention}"
         for s in schedules
-        if counts.get(s.server_id, 0) > s.retention
+        if counts.get(s.server_id, 0) > s.retention and s.server_id not in open_runs
     ]
     present = set(
         session.scalars(

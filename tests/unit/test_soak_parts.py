@@ -62,6 +62,8 @@ def test_due_periods_are_the_slots_inside_the_soak() -> None:
         MONDAY + dt.timedelta(days=1, hours=1),
     ]
     assert due_occurrences(WEEKLY, WINDOW) == [MONDAY + dt.timedelta(days=1, hours=2)]
+    at_the_start = ScheduleRow("first", None, 0, 3, 600.0)
+    assert due_occurrences(at_the_start, WINDOW)[0] == MONDAY
 
 
 def run(server: str, when: dt.datetime, state: str, image: SeenImage | None) -> RunRow:
