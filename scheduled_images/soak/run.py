@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 #: Real seconds between the plan taking effect and the first slot that counts.
 START_MARGIN_S = 1.0
-#: Real seconds the soak waits, past its last day, for the last due periods to end.
-DRAIN_S = 60.0
+#: Real seconds the soak waits, past its last day, for the last due periods to end: a run
+#: in flight ends by its time-out once the tick runs, and a killed tick pool may be starting.
+DRAIN_S = 120.0
 #: Real seconds it waits for the images in flight and their prunes once schedules pause.
 QUIESCE_S = 30.0
 SECONDS_PER_GB = 10.0
