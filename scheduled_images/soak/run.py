@@ -277,7 +277,11 @@ class Soak:
         with self.sessions() as session:
             return int(
                 session.scalar(
-                    sa.text("SELECT count(*) FROM runs WHERE finished_at >= :start"),
+                    # Runs the pipeline carried: a run skipped without starting is not one.
+                    sa.text(
+                        "SELECT count(*) FROM runs"
+                        " WHERE finished_at >= :start AND started_at IS NOT NULL"
+                    ),
                     {"start": window.start},
                 )
             )
