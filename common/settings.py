@@ -71,6 +71,13 @@ def number(name: str, raw: str, _earlier: Mapping[str, Any]) -> float:
     return value
 
 
+def share(name: str, raw: str, earlier: Mapping[str, Any]) -> float:
+    value = number(name, raw, earlier)
+    if value > 1:
+        raise SettingsError(f"{name} must be a share from 0 to 1, not {value}")
+    return value
+
+
 def simulated_speed(name: str, raw: str, earlier: Mapping[str, Any]) -> float:
     """Only the simulated cloud can keep up with a clock that runs faster than the wall's."""
     value = number(name, raw, earlier)
@@ -208,6 +215,24 @@ class Settings:
         "Simulated cloud: seconds the `slow_create` fault holds a create call after the image "
         "exists.",
         parse=number,
+    )
+    sim_duration_sigma: float = setting(
+        "0",
+        "Simulated cloud: spread of each image's duration around its disk's (the sigma of a "
+        "lognormal factor of mean 1); 0: every image of a server takes the same time.",
+        parse=number,
+    )
+    sim_create_error_rate: float = setting(
+        "0", "Simulated cloud: share of image creates answered with a 500.", parse=share
+    )
+    sim_image_error_rate: float = setting(
+        "0", "Simulated cloud: share of images that end in ERROR.", parse=share
+    )
+    sim_seed: int = setting(
+        "0",
+        "Simulated cloud: seed of the draws above; one image's draws follow from the seed and "
+        "its name, so every process agrees on them.",
+        parse=integer(),
     )
     clock_speed: float = setting(
         "1",

@@ -25,6 +25,8 @@ class Child:
     label: str
     process: subprocess.Popen
     reader: threading.Thread
+    argv: list[str]
+    env: dict[str, str]
 
 
 class ProcessGroup:
@@ -53,9 +55,18 @@ class ProcessGroup:
         )
         reader = threading.Thread(target=self._relay, args=(label, process), daemon=True)
         reader.start()
-        child = Child(label, process, reader)
+        child = Child(label, process, reader, argv, env)
         self.children.append(child)
         return child
+
+    def restart(self, child: Child) -> Child:
+        """Start the child again as it was started, in its place; its old process must have
+        ended (or be about to: its group gets a SIGKILL)."""
+        signal_group(child.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.process.wait(10)
+        self.children.remove(child)
+        return self.start(child.label, child.argv, child.env)
 
     def _relay(self, label: str, process: subprocess.Popen) -> None:
         assert process.stdout is not None

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import click
 import requests
@@ -133,7 +134,7 @@ def enable_demo(base: str, servers: list[str], token: str) -> list[str]:
     return enabled
 
 
-def _wait_for_api(base: str, api: Child, stopping: threading.Event) -> bool:
+def wait_for_api(base: str, api: Child, stopping: threading.Event) -> bool:
     deadline = time.monotonic() + API_START_TIMEOUT_S
     while time.monotonic() < deadline and not stopping.is_set() and api.process.poll() is None:
         with contextlib.suppress(requests.RequestException):
@@ -150,7 +151,8 @@ def for_a_terminal(settings: Settings, environ: Mapping[str, str], tty: bool) ->
     return settings
 
 
-def _child_env(settings: Settings, flower_auth: str) -> dict[str, str]:
+def child_env(settings: Settings, flower_auth: str | None = None) -> dict[str, str]:
+    """The environment of every child: this one's, with the resolved servers and files."""
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         LOG_FORMAT=settings.log_format,
@@ -161,10 +163,46 @@ def _child_env(settings: Settings, flower_auth: str) -> dict[str, str]:
         BROKER_URL=settings.broker_url,
         STATE_DIR=str(settings.state_dir),
         AUTH_TOKENS_FILE=str(settings.auth_tokens_file),
-        FLOWER_BASIC_AUTH=flower_auth,
         PYTHONUNBUFFERED="1",
     )
+    if flower_auth is not None:
+        env["FLOWER_BASIC_AUTH"] = flower_auth
     return env
+
+
+def start_api(
+    supervisor: ProcessGroup, env: dict[str, str], state_dir: Path, host: str, port: int
+) -> Child:
+    api_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(state_dir / "prometheus" / "api")}
+    return supervisor.start("api", cli_argv("api", "--host", host, "--port", str(port)), api_env)
+
+
+def start_back_end(
+    supervisor: ProcessGroup,
+    env: dict[str, str],
+    state_dir: Path,
+    host: str,
+    metrics_base_port: int | None,
+) -> list[str]:
+    """Beat and one worker pool per queue; the URLs of their exporters, if a port is given
+    (beat's on it, each pool's on the next ones)."""
+
+    def exporter(offset: int, queue: str | None = None) -> dict[str, str]:
+        if not metrics_base_port:
+            return {"METRICS_PORT": "0"}
+        exported = {"METRICS_PORT": str(metrics_base_port + offset)}
+        if queue is not None:
+            exported["PROMETHEUS_MULTIPROC_DIR"] = str(state_dir / "prometheus" / queue)
+        return exported
+
+    supervisor.start("beat", cli_argv("beat"), {**env, **exporter(0)})
+    for offset, (queue, concurrency) in enumerate(POOLS, start=1):
+        pool_env = {**env, **exporter(offset, queue)}
+        args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
+        supervisor.start(f"worker:{queue}", cli_argv(*args, "--hostname", f"{queue}@%h"), pool_env)
+    if not metrics_base_port:
+        return []
+    return [f"http://{host}:{metrics_base_port + k}/metrics" for k in range(len(POOLS) + 1)]
 
 
 def banner(
@@ -270,27 +308,16 @@ def _run(
     migrate.upgrade(settings.database_url)
     servers, tokens = _prepare_demo(settings)
     flower_auth = flower_basic_auth(settings)
-    env = _child_env(settings, flower_auth)
+    env = child_env(settings, flower_auth)
     base = f"http://{host}:{port}"
     flower_port = flower_port or settings.flower_port
 
-    api_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(settings.state_dir / "prometheus" / "api")}
-    api = supervisor.start("api", cli_argv("api", "--host", host, "--port", str(port)), api_env)
-    metrics = [f"http://{host}:{metrics_base_port}/metrics"]
-    supervisor.start("beat", cli_argv("beat"), {**env, "METRICS_PORT": str(metrics_base_port)})
-    for offset, (queue, concurrency) in enumerate(POOLS, start=1):
-        metrics.append(f"http://{host}:{metrics_base_port + offset}/metrics")
-        pool_env = {
-            **env,
-            "METRICS_PORT": str(metrics_base_port + offset),
-            "PROMETHEUS_MULTIPROC_DIR": str(settings.state_dir / "prometheus" / queue),
-        }
-        args = ["worker", "--queues", queue, "--concurrency", str(concurrency)]
-        supervisor.start(f"worker:{queue}", cli_argv(*args, "--hostname", f"{queue}@%h"), pool_env)
+    api = start_api(supervisor, env, settings.state_dir, host, port)
+    metrics = start_back_end(supervisor, env, settings.state_dir, host, metrics_base_port)
     supervisor.start(
         "flower", cli_argv("flower", "--address", host, "--port", str(flower_port)), env
     )
-    if not _wait_for_api(base, api, stopping):
+    if not wait_for_api(base, api, stopping):
         if stopping.is_set():
             return 0
         supervisor.echo(f"[up] the API did not answer at {base}/healthz; stopping")

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from api.auth.identity import ROLES, Identity
@@ -75,8 +75,13 @@ def load_tokens(path: Path) -> dict[str, Identity]:
 
 def add_token(path: Path, token: str, tenant_id: str, roles: list[str]) -> None:
     """Write a token into the static tokens file, which only its owner can read."""
+    add_tokens(path, {token: (tenant_id, roles)})
+
+
+def add_tokens(path: Path, entries: Mapping[str, tuple[str, list[str]]]) -> None:
+    """Write tokens (token: (tenant, roles)) into the static tokens file in one write."""
     tokens = json.loads(path.read_text()) if path.exists() else {}
-    tokens[token] = {"tenant": tenant_id, "roles": roles}
+    tokens.update({t: {"tenant": tenant, "roles": roles} for t, (tenant, roles) in entries.items()})
     write_private(path, json.dumps(tokens, indent=2))
 
 

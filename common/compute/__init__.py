@@ -25,7 +25,7 @@ def make_driver(
             interface=settings.os_interface,
             timeout=settings.compute_timeout_s,
         )
-    from common.compute.simulated import SimulatedDriver
+    from common.compute.simulated import Draws, SimulatedDriver
 
     return SimulatedDriver(
         sessions,
@@ -33,4 +33,10 @@ def make_driver(
         clock=clock,
         timeout_s=settings.compute_timeout_s,
         slow_create_s=settings.sim_slow_create_s,
+        draws=Draws(
+            duration_sigma=settings.sim_duration_sigma,
+            create_error_rate=settings.sim_create_error_rate,
+            image_error_rate=settings.sim_image_error_rate,
+            seed=settings.sim_seed,
+        ),
     )

@@ -7,10 +7,14 @@ status is not stored but follows from its times: QUEUED until `saving_at`, SAVIN
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import math
+import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -62,6 +66,43 @@ _SERVER = sa.select(
 ).where(SimServer.id == sa.bindparam("server_id"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Draws:
+    """The cloud's chance: each image's duration around its disk's, and faults by chance.
+
+    Every draw follows from the seed and the image's name, so the processes sharing the cloud
+    agree, a run is reproducible, and a create asked again for the same name gets the same
+    answer.
+    """
+
+    #: Sigma of the lognormal factor (mean 1) on an image's duration; 0: none.
+    duration_sigma: float = 0.0
+    #: Share of creates answered with a 500.
+    create_error_rate: float = 0.0
+    #: Share of images that end in ERROR.
+    image_error_rate: float = 0.0
+    seed: int = 0
+
+    def _random(self, name: str, what: str) -> random.Random:
+        digest = hashlib.blake2b(f"{self.seed}:{what}:{name}".encode(), digest_size=8).digest()
+        return random.Random(int.from_bytes(digest, "big"))
+
+    def duration_factor(self, name: str) -> float:
+        if self.duration_sigma <= 0:
+            return 1.0
+        sigma = self.duration_sigma
+        return math.exp(self._random(name, "duration").gauss(-sigma * sigma / 2, sigma))
+
+    def create_fails(self, name: str) -> bool:
+        return self._random(name, "create").random() < self.create_error_rate
+
+    def image_fails(self, name: str) -> bool:
+        return self._random(name, "image").random() < self.image_error_rate
+
+
+NO_CHANCE = Draws()
+
+
 class SimulatedDriver(ComputeDriver):
     def __init__(
         self,
@@ -70,6 +111,7 @@ class SimulatedDriver(ComputeDriver):
         clock: Callable[[], dt.datetime] = utcnow,
         timeout_s: float = 30.0,
         slow_create_s: float = 5.0,
+        draws: Draws = NO_CHANCE,
     ) -> None:
         self._sessions = sessions
         self._reads = make_read_session_factory(sessions)
@@ -77,6 +119,7 @@ class SimulatedDriver(ComputeDriver):
         self._clock = clock
         self._timeout_s = timeout_s
         self._slow_create_s = slow_create_s
+        self._draws = draws
 
     # -- the driver interface -------------------------------------------------------------
 
@@ -98,13 +141,16 @@ class SimulatedDriver(ComputeDriver):
         with transaction(self._sessions) as session:
             # The row lock makes "busy?" and "start an image" one step across processes.
             row = self._server_row(session, tenant_id, server_id, lock=True)
-            if row.fault == "create_error":
-                raise ComputeError(f"simulated create failure for server {server_id}")
+            if row.fault == "create_error" or self._draws.create_fails(name):
+                raise ComputeError(f"simulated create failure (500) for server {server_id}")
             if row.fault == "busy" or self._has_image_in_progress(session, server_id):
                 raise ServerBusy(f"server {server_id} has an image in progress")
             now = self._clock()
-            duration = dt.timedelta(seconds=max(row.disk_gb * self._seconds_per_gb, 0.001))
+            seconds = row.disk_gb * self._seconds_per_gb * self._draws.duration_factor(name)
+            duration = dt.timedelta(seconds=max(seconds, 0.001))
             fate = {"image_error": ERROR, "image_hang": SAVING}.get(row.fault or "", ACTIVE)
+            if fate == ACTIVE and self._draws.image_fails(name):
+                fate = ERROR
             image = SimImage(
                 id=str(uuid.uuid4()),
                 tenant_id=tenant_id,
@@ -159,16 +205,22 @@ class SimulatedDriver(ComputeDriver):
     # -- operating the simulated cloud ----------------------------------------------------
 
     def add_servers(
-        self, tenant_id: str, count: int, disk_gb: int = 20, fault: str | None = None
+        self,
+        tenant_id: str,
+        count: int,
+        disk_gb: int | Sequence[int] = 20,
+        fault: str | None = None,
     ) -> list[str]:
+        """`count` new servers of the tenant; `disk_gb` one size for all, or one per server."""
         check_fault(fault)
+        disks = [disk_gb] * count if isinstance(disk_gb, int) else list(disk_gb)
+        if len(disks) != count:
+            raise ValueError(f"{len(disks)} disk sizes for {count} servers")
         ids = [str(uuid.uuid4()) for _ in range(count)]
         with transaction(self._sessions) as session:
             session.add_all(
-                SimServer(
-                    id=i, tenant_id=tenant_id, name=f"server-{i[:8]}", disk_gb=disk_gb, fault=fault
-                )
-                for i in ids
+                SimServer(id=i, tenant_id=tenant_id, name=f"server-{i[:8]}", disk_gb=d, fault=fault)
+                for i, d in zip(ids, disks, strict=True)
             )
         return ids
 

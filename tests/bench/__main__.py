@@ -1,7 +1,8 @@
 """`python -m tests.bench`: every benchmark of the project in turn, each in its own process.
 
 A process each, so one bench's servers, pools and warm caches never colour the next one's
-figures. `--only NAME` (api, planner, pipeline, fairness, or the module name) runs just that one.
+figures. `--only NAME` (api, planner, pipeline, fairness, soak, or the module name) runs just
+that one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import subprocess
 import sys
 import time
 
-BENCHES = ("bench_api", "bench_planner", "bench_pipeline", "bench_limits", "bench_fairness")
+BENCHES = (
+    "bench_api",
+    "bench_planner",
+    "bench_pipeline",
+    "bench_limits",
+    "bench_fairness",
+    "bench_soak",
+)
 
 
 def _present(module: str) -> bool:
@@ -22,7 +30,7 @@ def _present(module: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument(
-        "--only", metavar="NAME", help="one bench: api, planner, pipeline, limits or fairness"
+        "--only", metavar="NAME", help="one bench: api, planner, pipeline, limits, fairness or soak"
     )
     args = parser.parse_args(argv)
 
