@@ -42,7 +42,10 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
         settings = _settings or Settings.from_env()
-        sessions = make_session_factory(make_engine(settings.database_url, pool_size=2))
+        # No pre-ping: every task retries on a dropped connection (DB_RETRY), and a
+        # disconnect invalidates the whole pool, so a ping round trip per checkout buys nothing.
+        engine = make_engine(settings.database_url, pool_size=2, pool_pre_ping=False)
+        sessions = make_session_factory(engine)
         clock = SharedClock(sessions, settings.clock_speed)
         compute = make_driver(settings, sessions, clock)
         _runtime = (os.getpid(), Runtime(settings, sessions, compute, clock))
