@@ -33,7 +33,7 @@ from common.compute.base import (
     ServerBusy,
     ServerNotFound,
 )
-from common.db import make_read_session_factory, read_row, transaction
+from common.db import make_read_session_factory, read, read_row, transaction
 from common.models import SimImage, SimServer
 
 # create_error: the create call fails; image_error: the image ends in ERROR; image_hang: it
@@ -133,39 +133,54 @@ class SimulatedDriver(ComputeDriver):
     def create_image(
         self, tenant_id: str, server_id: str, name: str, metadata: dict[str, str]
     ) -> str:
-        with self._sessions() as session:
-            fault = self._server_row(session, tenant_id, server_id).fault
-        if fault == "create_hang":
-            time.sleep(self._timeout_s)
-            raise ComputeError(f"the compute API did not answer in {self._timeout_s:g}s")
+        now = self._clock()
         with transaction(self._sessions) as session:
             # The row lock makes "busy?" and "start an image" one step across processes.
-            row = self._server_row(session, tenant_id, server_id, lock=True)
-            if row.fault == "create_error" or self._draws.create_fails(name):
-                raise ComputeError(f"simulated create failure (500) for server {server_id}")
-            if row.fault == "busy" or self._has_image_in_progress(session, server_id):
-                raise ServerBusy(f"server {server_id} has an image in progress")
-            now = self._clock()
-            seconds = row.disk_gb * self._seconds_per_gb * self._draws.duration_factor(name)
-            duration = dt.timedelta(seconds=max(seconds, 0.001))
-            fate = {"image_error": ERROR, "image_hang": SAVING}.get(row.fault or "", ACTIVE)
-            if fate == ACTIVE and self._draws.image_fails(name):
-                fate = ERROR
-            image = SimImage(
-                id=str(uuid.uuid4()),
-                tenant_id=tenant_id,
-                server_id=server_id,
-                name=name[:255],
-                image_metadata=dict(metadata),
-                created_at=now,
-                saving_at=now + duration * QUEUED_SHARE,
-                done_at=now + duration,
-                fate=fate,
-            )
-            session.add(image)
-        if fault == "slow_create":
+            row = session.execute(
+                _SERVER.with_for_update(of=SimServer), {"server_id": server_id, "now": now}
+            ).one_or_none()
+            if row is None or row.tenant_id != tenant_id:
+                raise ServerNotFound(f"server {server_id} not found")
+            hangs = row.fault == "create_hang"
+            if not hangs:
+                if row.fault == "create_error" or self._draws.create_fails(name):
+                    raise ComputeError(f"simulated create failure (500) for server {server_id}")
+                if row.fault == "busy" or row.image_in_progress:
+                    raise ServerBusy(f"server {server_id} has an image in progress")
+                image = self._new_image(row, tenant_id, server_id, name, metadata, now)
+                session.add(image)
+        if hangs:
+            time.sleep(self._timeout_s)
+            raise ComputeError(f"the compute API did not answer in {self._timeout_s:g}s")
+        if row.fault == "slow_create":
             time.sleep(self._slow_create_s)
         return image.id
+
+    def _new_image(
+        self,
+        row: sa.Row,
+        tenant_id: str,
+        server_id: str,
+        name: str,
+        metadata: dict[str, str],
+        now: dt.datetime,
+    ) -> SimImage:
+        seconds = row.disk_gb * self._seconds_per_gb * self._draws.duration_factor(name)
+        duration = dt.timedelta(seconds=max(seconds, 0.001))
+        fate = {"image_error": ERROR, "image_hang": SAVING}.get(row.fault or "", ACTIVE)
+        if fate == ACTIVE and self._draws.image_fails(name):
+            fate = ERROR
+        return SimImage(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            server_id=server_id,
+            name=name[:255],
+            image_metadata=dict(metadata),
+            created_at=now,
+            saving_at=now + duration * QUEUED_SHARE,
+            done_at=now + duration,
+            fate=fate,
+        )
 
     def get_image(self, tenant_id: str, image_id: str) -> Image:
         found = self.get_images(tenant_id, [image_id])
@@ -177,22 +192,26 @@ class SimulatedDriver(ComputeDriver):
         ids = list(image_ids)
         if not ids:
             return {}
-        with self._sessions() as session:
-            rows = session.scalars(
+        rows = read(
+            self._reads,
+            lambda session: session.scalars(
                 sa.select(SimImage).where(SimImage.id.in_(ids), SimImage.tenant_id == tenant_id)
-            )
-            now = self._clock()
-            return {row.id: self._image(row, now) for row in rows}
+            ).all(),
+        )
+        now = self._clock()
+        return {row.id: self._image(row, now) for row in rows}
 
     def list_server_images(self, tenant_id: str, server_id: str) -> list[Image]:
-        with self._sessions() as session:
-            rows = session.scalars(
+        rows = read(
+            self._reads,
+            lambda session: session.scalars(
                 sa.select(SimImage)
                 .where(SimImage.server_id == server_id, SimImage.tenant_id == tenant_id)
                 .order_by(SimImage.created_at)
-            )
-            now = self._clock()
-            return [self._image(row, now) for row in rows]
+            ).all(),
+        )
+        now = self._clock()
+        return [self._image(row, now) for row in rows]
 
     def delete_image(self, tenant_id: str, image_id: str) -> None:
         with transaction(self._sessions) as session:
@@ -254,20 +273,6 @@ class SimulatedDriver(ComputeDriver):
         )
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _server_row(
-        self, session: orm.Session, tenant_id: str, server_id: str, lock: bool = False
-    ) -> SimServer:
-        query = sa.select(SimServer).where(SimServer.id == server_id)
-        if lock:
-            query = query.with_for_update()
-        row = session.scalar(query)
-        if row is None or row.tenant_id != tenant_id:
-            raise ServerNotFound(f"server {server_id} not found")
-        return row
-
-    def _has_image_in_progress(self, session: orm.Session, server_id: str) -> bool:
-        return bool(session.scalar(sa.select(_in_progress(server_id, self._clock()))))
 
     @staticmethod
     def _image(row: SimImage, now: dt.datetime) -> Image:
