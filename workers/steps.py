@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Set
@@ -38,6 +39,8 @@ log = logging.getLogger("scheduled_images.workers")
 
 # Weight of the newest image in a server's expected duration.
 DURATION_WEIGHT = 0.3
+#: Share of its expected duration an image is left alone before its first poll.
+FIRST_POLL_SHARE = 0.5
 
 
 @dataclasses.dataclass
@@ -54,7 +57,8 @@ class Outcome:
 def create_image(rt: Runtime, run_id: int) -> Outcome:
     """Create the run's image, once: the id is recorded before anything else happens."""
     outcome = Outcome()
-    if not _stamp_attempt(rt, run_id):
+    attempt = _stamp_attempt(rt, run_id)
+    if attempt is None:
         return outcome
     # Step two holds the run's row lock across the create call: a duplicate message for
     # the same run waits here, then finds the recorded image id and does nothing.
@@ -62,48 +66,67 @@ def create_image(rt: Runtime, run_id: int) -> Outcome:
         run = session.get(Run, run_id, with_for_update=True)
         if run is None or run.state != RunState.CREATING:
             return outcome
+        schedule = session.get(Schedule, run.schedule_id) if run.schedule_id else None
         with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
             if run.image_id is None:
-                _create_or_find(rt, session, run, outcome)
+                _create_or_find(rt, session, run, schedule, outcome, attempt is Attempt.RESUMED)
             if run.state == RunState.CREATING and run.image_id is not None:
                 move(run, RunState.SAVING)
-                run.next_poll_at = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
+                run.next_poll_at = rt.clock() + _first_poll_after(rt, schedule)
     return outcome
 
 
-def _stamp_attempt(rt: Runtime, run_id: int) -> bool:
+def _first_poll_after(rt: Runtime, schedule: Schedule | None) -> dt.timedelta:
+    """An image is not looked at before half its expected duration: polls of images that
+    cannot be ready yet would only load the cloud's API."""
+    expected = schedule.expected_duration_s if schedule else rt.settings.default_image_duration_s
+    return dt.timedelta(seconds=max(rt.settings.poll_interval_s, FIRST_POLL_SHARE * expected))
+
+
+class Attempt(enum.Enum):
+    #: This task stamped the attempt: no image can carry its name yet.
+    NEW = "new"
+    #: The attempt was stamped before (a redelivered or republished message): an image with
+    #: its name may exist.
+    RESUMED = "resumed"
+
+
+def _stamp_attempt(rt: Runtime, run_id: int) -> Attempt | None:
     """Step one, committed on its own: the attempt's stamp, which the image's name carries.
 
-    False when the run is no longer one to create (ended, or already past creating).
+    None when the run is no longer one to create (ended, or already past creating).
     """
     now = rt.clock()
     with transaction(rt.sessions) as session:
         run = session.get(Run, run_id, with_for_update=True)
         if run is None or run.state not in (RunState.ADMITTED, RunState.CREATING):
-            return False
+            return None
+        attempt = Attempt.RESUMED
         if run.state == RunState.ADMITTED:
             move(run, RunState.CREATING)
             run.attempts += 1
             run.attempt_stamp = int(now.timestamp())
             run.started_at = run.started_at or now
+            attempt = Attempt.NEW
         run.lease_until = now + dt.timedelta(seconds=rt.settings.lease_s)
-    return True
+    return attempt
 
 
-def _create_or_find(rt: Runtime, session: orm.Session, run: Run, outcome: Outcome) -> None:
-    schedule = session.get(Schedule, run.schedule_id) if run.schedule_id else None
+def _create_or_find(
+    rt: Runtime,
+    session: orm.Session,
+    run: Run,
+    schedule: Schedule | None,
+    outcome: Outcome,
+    resumed: bool,
+) -> None:
     server_name = schedule.server_name if schedule else run.server_id
     name = image_name(run.weekly, server_name, run.attempt_stamp or 0)
     now = rt.clock()
     try:
-        named = [
-            image.id
-            for image in rt.compute.list_server_images(run.tenant_id, run.server_id)
-            if image.name == name and is_scheduled_image_of(image, run.server_id)
-        ]
-        # The stamp is whole seconds, so a run started in the same second as the one before it
-        # has that run's image's name: only an image no run has recorded was made by this one.
-        existing = _unrecorded(session, run, named)
+        # Only a resumed attempt can have made its image already (a worker killed after the
+        # cloud's answer, before the commit): a new one saves the cloud a listing.
+        existing = _made_before(rt, session, run, name) if resumed else []
         if existing:
             run.image_id = existing[0]
             log.info("found the image made before a restart", extra={"image_id": run.image_id})
@@ -124,6 +147,17 @@ def _create_or_find(rt: Runtime, session: orm.Session, run: Run, outcome: Outcom
         log.info("server busy; run waits", extra={"retry_at": run.not_before.isoformat()})
     except ComputeError as error:
         _attempt_failed(rt, run, now, Reason.CREATE_ERROR, f"create failed: {error}", outcome)
+
+
+def _made_before(rt: Runtime, session: orm.Session, run: Run, name: str) -> list[str]:
+    named = [
+        image.id
+        for image in rt.compute.list_server_images(run.tenant_id, run.server_id)
+        if image.name == name and is_scheduled_image_of(image, run.server_id)
+    ]
+    # The stamp is whole seconds, so a run started in the same second as the one before it
+    # has that run's image's name: only an image no run has recorded was made by this one.
+    return _unrecorded(session, run, named)
 
 
 def _unrecorded(session: orm.Session, run: Run, image_ids: list[str]) -> list[str]:

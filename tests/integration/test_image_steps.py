@@ -91,6 +91,52 @@ def test_an_image_made_before_a_restart_is_adopted_not_made_again(
     assert [i.id for i in cloud.list_server_images("t1", server)] == made
 
 
+def test_a_new_attempt_asks_the_cloud_once_and_a_resumed_one_looks_first(
+    sessions, settings, cloud
+) -> None:
+    """Only an attempt stamped before (its message redelivered) can have an image already:
+    a new one makes its image without listing the server's."""
+    server = _scheduled_server(sessions, cloud)
+    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW + dt.timedelta(hours=1))
+    listings: list[str] = []
+    real_list = cloud.list_server_images
+
+    def counted_list(tenant_id, server_id):  # type: ignore[no-untyped-def]
+        listings.append(server_id)
+        return real_list(tenant_id, server_id)
+
+    cloud.list_server_images = counted_list
+    run_id = _admitted_run(sessions, server)
+    create_image(rt, run_id)
+    assert listings == []
+    with transaction(sessions) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.state, run.image_id = RunState.CREATING, None  # as if the commit never came
+    create_image(rt, run_id)
+    assert listings == [server]
+    with sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None and run.state == RunState.SAVING
+    assert [i.id for i in real_list("t1", server)] == [run.image_id]
+
+
+def test_the_first_poll_waits_for_half_the_expected_duration(sessions, settings, cloud) -> None:
+    server = _scheduled_server(sessions, cloud)
+    with transaction(sessions) as session:
+        schedule = session.scalar(sa.select(Schedule).where(Schedule.server_id == server))
+        assert schedule is not None
+        schedule.expected_duration_s = 1200
+    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW)
+    run_id = _admitted_run(sessions, server)
+    create_image(rt, run_id)
+    with sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None and run.state == RunState.SAVING
+        assert run.next_poll_at == NOW + dt.timedelta(seconds=600)
+    assert settings.poll_interval_s < 600
+
+
 # -- the branches of create and poll ------------------------------------------------------
 
 
