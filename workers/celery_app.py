@@ -23,6 +23,7 @@ QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, PLAN_QUEUE, WEB
 # Shared with the API's publisher (workers/publisher.py), which sends without `configure`.
 TASK_ROUTES = {
     "si.tick": {"queue": TICK_QUEUE},
+    "si.housekeeping": {"queue": TICK_QUEUE},
     "si.create_image": {"queue": CREATE_QUEUE},
     "si.poll_images": {"queue": POLL_QUEUE},
     "si.check_images": {"queue": POLL_QUEUE},
@@ -35,6 +36,9 @@ TASK_ROUTES = {
 # Tasks are short (a create call bounded by the compute timeout, a batch of image checks);
 # hour-long waits between attempts live in PostgreSQL as `not_before`, never as countdowns.
 TASK_TIME_LIMIT_S = 300
+#: Real seconds between housekeeping tasks (history trimmed, gone schedules removed, stale
+#: schedules announced), whatever CLOCK_SPEED.
+HOUSEKEEPING_INTERVAL_S = 60.0
 # Redis redelivers an unacknowledged message after the visibility timeout, even while the
 # task still runs; it must be longer than any task or countdown or work runs twice. Faster
 # recovery from a killed worker comes from the tick's leases, not from this.
@@ -73,9 +77,11 @@ def configure(settings: Settings, broker_url: str) -> Celery:
         result_backend=None,
         task_time_limit=TASK_TIME_LIMIT_S,
         task_soft_time_limit=TASK_TIME_LIMIT_S - 30,
-        # Events for Flower. Workers' events are enough for it to show every task; "sent"
-        # events would double the cost of each publish in the tick.
-        worker_send_task_events=True,
+        # Task events only while someone watches: Flower turns them on in every worker
+        # (its enable_events, on by default) and keeps them on, so an unwatched worker does
+        # not publish three events a task for nobody. "Sent" events would double the cost of
+        # each publish in the tick.
+        worker_send_task_events=False,
         task_send_sent_event=False,
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue=CREATE_QUEUE,
@@ -86,6 +92,13 @@ def configure(settings: Settings, broker_url: str) -> Celery:
                 "schedule": settings.tick_interval_s,
                 # A tick older than its interval is useless: the next one does its work.
                 "options": {"expires": max(settings.tick_interval_s * 2, 1.0)},
+            },
+            # Its work is measured in days: every tick doing it would scan the schedules
+            # a few times a second for nothing.
+            "housekeeping": {
+                "task": "si.housekeeping",
+                "schedule": HOUSEKEEPING_INTERVAL_S,
+                "options": {"expires": HOUSEKEEPING_INTERVAL_S},
             },
             # Events wait in PostgreSQL, so a delivery message lost or expired loses nothing:
             # the next one finds them.
