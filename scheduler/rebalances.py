@@ -127,7 +127,7 @@ def take_lost_jobs(session: orm.Session, now: dt.datetime, lease_s: float) -> li
 
 
 def trim_finished(session: orm.Session, now: dt.datetime, keep_days: int, limit: int = 1000) -> int:
-    """Jobs finished more than `keep_days` ago are deleted, a bounded batch a tick; queued and
+    """Jobs finished more than `keep_days` ago are deleted, a bounded batch a call; queued and
     running ones are kept however old."""
     oldest = now - dt.timedelta(days=keep_days)
     finished = Rebalance.state.in_((REBALANCE_DONE, REBALANCE_FAILED))

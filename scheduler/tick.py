@@ -188,7 +188,7 @@ def time_out_runs(session: orm.Session, now: dt.datetime) -> list[tuple[str, str
 
 
 def trim_history(session: orm.Session, now: dt.datetime, keep_days: int, limit: int = 10000) -> int:
-    """Finished runs older than the history setting are deleted, a bounded batch a tick."""
+    """Finished runs older than the history setting are deleted, a bounded batch a call."""
     oldest = now - dt.timedelta(days=keep_days)
     return delete_batch(session, Run, in_states(FINAL), Run.finished_at < oldest, limit=limit)
 

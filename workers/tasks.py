@@ -68,10 +68,6 @@ def tick() -> dict:
         skipped = ticking.skip_missed_runs(session, now)
         cancelled = ticking.cancel_orphaned_runs(session, now)
         timed_out = ticking.time_out_runs(session, now)
-        ticking.trim_history(session, now, rt.settings.run_history_days)
-        rebalances.trim_finished(session, now, rt.settings.run_history_days)
-        ticking.remove_gone_schedules(session, now, rt.settings.server_gone_grace_s)
-        schedules.announce_stale(session, now)
     # Counted once committed: a tick retried after a rollback finds them again.
     metrics.count_runs_ended(
         {
@@ -101,6 +97,28 @@ def tick() -> dict:
     }
     if any(summary.values()):
         log.info("tick", extra=summary)
+    return summary
+
+
+@app.task(name="si.housekeeping", **DB_RETRY)
+def housekeeping() -> dict:
+    """What is measured in days, apart from the tick: old history trimmed, the schedules of
+    servers long gone removed, schedules gone stale announced."""
+    rt = runtime()
+    now = rt.clock()
+    with transaction(rt.sessions) as session:
+        summary = {
+            "runs_trimmed": ticking.trim_history(session, now, rt.settings.run_history_days),
+            "rebalances_trimmed": rebalances.trim_finished(
+                session, now, rt.settings.run_history_days
+            ),
+            "schedules_removed": ticking.remove_gone_schedules(
+                session, now, rt.settings.server_gone_grace_s
+            ),
+            "went_stale": schedules.announce_stale(session, now),
+        }
+    if any(summary.values()):
+        log.info("housekeeping", extra=summary)
     return summary
 
 
