@@ -77,10 +77,13 @@ def create_image(rt: Runtime, run_id: int) -> Outcome:
 
 
 def _first_poll_after(rt: Runtime, schedule: Schedule | None) -> dt.timedelta:
-    """An image is not looked at before half its expected duration: polls of images that
-    cannot be ready yet would only load the cloud's API."""
-    expected = schedule.expected_duration_s if schedule else rt.settings.default_image_duration_s
-    return dt.timedelta(seconds=max(rt.settings.poll_interval_s, FIRST_POLL_SHARE * expected))
+    """An image is not looked at before half the duration its server's images took so far:
+    polls of images that cannot be ready yet would only load the cloud's API. A server with
+    no history yet is polled at the poll interval, as its default expectation may be far off."""
+    interval = rt.settings.poll_interval_s
+    if schedule is None or not schedule.duration_samples:
+        return dt.timedelta(seconds=interval)
+    return dt.timedelta(seconds=max(interval, FIRST_POLL_SHARE * schedule.expected_duration_s))
 
 
 class Attempt(enum.Enum):

@@ -121,20 +121,31 @@ def test_a_new_attempt_asks_the_cloud_once_and_a_resumed_one_looks_first(
     assert [i.id for i in real_list("t1", server)] == [run.image_id]
 
 
-def test_the_first_poll_waits_for_half_the_expected_duration(sessions, settings, cloud) -> None:
+def test_the_first_poll_waits_for_half_the_duration_learnt(sessions, settings, cloud) -> None:
+    """Not before half the duration the server's images took; at the poll interval while the
+    server has no history, as its default expectation may be far off."""
     server = _scheduled_server(sessions, cloud)
-    with transaction(sessions) as session:
-        schedule = session.scalar(sa.select(Schedule).where(Schedule.server_id == server))
-        assert schedule is not None
-        schedule.expected_duration_s = 1200
     rt = Runtime(settings, sessions, cloud, clock=lambda: NOW)
-    run_id = _admitted_run(sessions, server)
-    create_image(rt, run_id)
-    with sessions() as session:
-        run = session.get(Run, run_id)
-        assert run is not None and run.state == RunState.SAVING
-        assert run.next_poll_at == NOW + dt.timedelta(seconds=600)
+
+    def first_poll(samples: int) -> dt.datetime | None:
+        with transaction(sessions) as session:
+            schedule = session.scalar(sa.select(Schedule).where(Schedule.server_id == server))
+            assert schedule is not None
+            schedule.expected_duration_s, schedule.duration_samples = 1200, samples
+            session.execute(sa.delete(Run))
+        cloud_images = cloud.list_server_images("t1", server)
+        for image in cloud_images:
+            cloud.delete_image("t1", image.id)
+        run_id = _admitted_run(sessions, server)
+        create_image(rt, run_id)
+        with sessions() as session:
+            run = session.get(Run, run_id)
+            assert run is not None and run.state == RunState.SAVING
+            return run.next_poll_at
+
     assert settings.poll_interval_s < 600
+    assert first_poll(samples=3) == NOW + dt.timedelta(seconds=600)
+    assert first_poll(samples=0) == NOW + dt.timedelta(seconds=settings.poll_interval_s)
 
 
 # -- the branches of create and poll ------------------------------------------------------
