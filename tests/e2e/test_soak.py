@@ -21,7 +21,7 @@ from tests.support.processes import BIN
 pytestmark = pytest.mark.slow
 
 SOAK = (
-    "--servers", "300", "--tenants", "30", "--days", "2", "--speed", "2000",
+    "--servers", "300", "--tenants", "30", "--days", "2", "--speed", "3000",
     "--cap-factor", "4", "--faults", "kill-workers,redis-restart", "--seed", "5",
 )  # fmt: skip
 
@@ -53,10 +53,10 @@ def test_a_small_soak_with_faults_ends_ok(soak_database: str, tmp_path: Path) ->
     summary = json.loads((report / "summary.json").read_text())
     assert done.returncode == (0 if summary["ok"] else 1), done.stderr[-3000:]
     assert summary["ok"], (summary, (report / "service.log").read_text()[-3000:])
-    assert summary["servers"] == 300 and summary["days"] == 2 and summary["speed"] == 2000
+    assert summary["servers"] == 300 and summary["days"] == 2 and summary["speed"] == 3000
     # Two days of about 300 schedules, most daily: every period due ended, none imaged twice.
     assert 400 < summary["periods_due"] == summary["periods_done"] + summary["runs_failed"]
-    assert summary["periods_done"] > 50
+    assert summary["periods_done"] >= 0.8 * summary["periods_due"]
     # A run fails here only by time: a pool down at this clock speed holds runs past their
     # window or deadline. No image failed: this soak injects no cloud errors.
     assert set(summary["failed_by_reason"]) <= {"missed_window", "timeout"}
