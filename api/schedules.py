@@ -64,7 +64,8 @@ class ServerSchedule(MethodView):
             no_schedule(tenant_id, server_id)
         return _schedule_body(stored)
 
-    @blp.arguments(ScheduleRequest)
+    # An instance, not the class: webargs would build a schema from a class on every request.
+    @blp.arguments(ScheduleRequest())
     @blp.response(200, ScheduleResponse)
     def post(self, body: dict, tenant_id: str, server_id: str) -> dict:
         """Enable or replace the server's schedule: daily, or weekly on `day_of_week`."""
