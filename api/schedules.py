@@ -20,7 +20,7 @@ from api.schemas import (
     ScheduleRequest,
     ScheduleResponse,
 )
-from api.tenancy import authorize_request, lookup_server, no_schedule
+from api.tenancy import authorize_request, instance_not_found, lookup_server, no_schedule
 from common import schedules
 from common.clock import iso_z_or_none
 from common.db import read, transaction
@@ -64,34 +64,39 @@ class ServerSchedule(MethodView):
             no_schedule(tenant_id, server_id)
         return _schedule_body(stored)
 
-    @blp.arguments(ScheduleRequest)
+    # An instance, not the class: webargs would build a schema from a class on every request.
+    @blp.arguments(ScheduleRequest())
     @blp.response(200, ScheduleResponse)
     def post(self, body: dict, tenant_id: str, server_id: str) -> dict:
         """Enable or replace the server's schedule: daily, or weekly on `day_of_week`."""
         wanted = body["image_schedule"]
         server = lookup_server(tenant_id, server_id)
-        with transaction(sessions()) as session:
-            current = schedules.find(session, tenant_id, server_id)
-            row = schedules.upsert(
-                session,
-                tenant_id=tenant_id,
-                server_id=server_id,
-                server_name=server.name,
-                retention=wanted["retention"],
-                day_of_week=wanted["day_of_week"],
-                slot_s=choose_slot(
-                    planned_load(),
-                    session,
-                    current,
-                    wanted["day_of_week"],
-                    tenant_id,
-                    settings().inflight_cap,
-                    settings().default_image_duration_s,
-                ),
-                default_duration_s=settings().default_image_duration_s,
-                now=now(),
-            )
-            stored = schedules.view(row, now())
+        # No transaction: the reads take no lock (a racing POST is an update either way), and
+        # the store is one statement, whole by itself, that is safe to repeat.
+        current = schedules.read_placed(read_sessions(), tenant_id, server_id)
+        slot_s = choose_slot(
+            planned_load(),
+            read_sessions(),
+            current,
+            wanted["day_of_week"],
+            tenant_id,
+            settings().inflight_cap,
+            settings().default_image_duration_s,
+        )
+        stored = schedules.store(
+            read_sessions(),
+            tenant_id=tenant_id,
+            server_id=server_id,
+            server_name=server.name,
+            retention=wanted["retention"],
+            day_of_week=wanted["day_of_week"],
+            slot_s=slot_s,
+            default_duration_s=settings().default_image_duration_s,
+            now=now(),
+        )
+        if stored is None:
+            # The server id is another tenant's: the cloud said otherwise a moment ago.
+            instance_not_found(server_id)
         current_app.logger.info(
             "schedule stored",
             extra={"retention": stored.retention, "day_of_week": stored.day_of_week},

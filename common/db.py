@@ -41,6 +41,7 @@ def make_read_session_factory(
     A single SELECT sees committed data with or without a transaction, so these sessions run
     in autocommit: no BEGIN before and no ROLLBACK after, one round trip instead of three.
     They have their own pool without pre-ping (a fourth round trip): `read` retries instead.
+    `write_row` uses the same engine for a write that is one statement, whole by itself.
     """
     engine = factory.kw["bind"]
     reader = _READ_ENGINES.get(engine)
@@ -72,11 +73,38 @@ def read_row(
 ) -> sa.Row | None:
     """The first row of one Core statement, read as `read` reads but on a bare connection of
     the factory's engine: no Session to build and close, for the hottest reads."""
+    return _first_row(factory, statement, params, commit=False)
+
+
+def write_row(
+    factory: orm.sessionmaker[orm.Session], statement: sa.Executable, params: dict[str, Any]
+) -> sa.Row | None:
+    """The first row of one Core statement that writes, committed alone on a connection of
+    the factory's engine, which `make_read_session_factory` makes autocommit: one round trip,
+    where a transaction costs four (pre-ping, BEGIN, the statement, COMMIT).
+
+    Only for a statement that is whole by itself and leaves the same rows when run twice (an
+    upsert of given values): a connection found dead is tried again, as a read is, and the
+    first try may have committed before the connection died.
+    """
+    return _first_row(factory, statement, params, commit=True)
+
+
+def _first_row(
+    factory: orm.sessionmaker[orm.Session],
+    statement: sa.Executable,
+    params: dict[str, Any],
+    commit: bool,
+) -> sa.Row | None:
     engine = factory.kw["bind"]
 
     def once() -> sa.Row | None:
         with engine.connect() as connection:
-            return connection.execute(statement, params).first()
+            row = connection.execute(statement, params).first()
+            # Sends nothing in autocommit; on any other engine, the write is not rolled back.
+            if commit:
+                connection.commit()
+            return row
 
     return _once_more_if_invalidated(once)
 

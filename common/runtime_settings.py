@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import insert
 
+from common.db import read_row
 from common.models import ServiceSetting
 
 CAP = "inflight_cap"
@@ -30,6 +31,16 @@ def _write(session: orm.Session, name: str, value: int) -> None:
 
 def inflight_cap(session: orm.Session, default: int) -> int:
     return _read(session, CAP, default)
+
+
+# Built once: placing a schedule reads the cap on each POST that moves one.
+_VALUE = sa.select(ServiceSetting.value).where(ServiceSetting.name == sa.bindparam("name"))
+
+
+def read_inflight_cap(reads: orm.sessionmaker[orm.Session], default: int) -> int:
+    """`inflight_cap` through `common.db.read_row` on the read sessions' engine: no Session."""
+    row = read_row(reads, _VALUE, {"name": CAP})
+    return default if row is None else int(row.value)
 
 
 def set_inflight_cap(session: orm.Session, cap: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -13,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from common import outbox
 from common.clock import iso_z_or_none
 from common.days import DAY_NAMES
-from common.db import read_row
+from common.db import read_row, write_row
 from common.models import Schedule
 from common.runs import cancel_waiting_scheduled_runs
 from common.slots import DAY_S, WEEK_S, next_run_at, period_length
@@ -117,6 +118,22 @@ _FIND_VIEW = sa.select(
 )
 
 
+# What placing a schedule anew reads of the one it replaces (`scheduler.placement`).
+_FIND_PLACED = sa.select(
+    Schedule.tenant_id, Schedule.day_of_week, Schedule.slot_s, Schedule.expected_duration_s
+).where(
+    Schedule.server_id == sa.bindparam("server_id"), Schedule.tenant_id == sa.bindparam("tenant_id")
+)
+
+
+def read_placed(
+    reads: orm.sessionmaker[orm.Session], tenant_id: str, server_id: str
+) -> sa.Row | None:
+    """Where the server's schedule is placed (its day, slot and duration), read as `read_view`
+    reads; None when it has none."""
+    return read_row(reads, _FIND_PLACED, {"server_id": server_id, "tenant_id": tenant_id})
+
+
 def read_view(
     reads: orm.sessionmaker[orm.Session], tenant_id: str, server_id: str, now: dt.datetime
 ) -> ScheduleView | None:
@@ -143,7 +160,7 @@ _STORED = (
 _REPLACED = ("server_name", "retention", "day_of_week", "slot_s", "next_run_at", "updated_at")
 
 
-def _upsert_statement() -> sa.Executable:
+def _upsert_statement(*returned: sa.ColumnElement | type[Schedule]) -> sa.Executable:
     statement = insert(Schedule).values({name: sa.bindparam(name) for name in _STORED})
     return statement.on_conflict_do_update(
         index_elements=[Schedule.server_id],
@@ -151,42 +168,61 @@ def _upsert_statement() -> sa.Executable:
         | {"server_gone_at": None, "paused_at": None},
         # A server id is one tenant's for good; never let a row change hands.
         where=Schedule.tenant_id == sa.bindparam("tenant_id"),
-    ).returning(Schedule)
+    ).returning(*returned)
 
 
 # Built once, as _FIND is: each POST binds its values to the one compiled statement.
-_UPSERT = _upsert_statement()
+_UPSERT = _upsert_statement(Schedule)
+# The same, answering what `view` reads, as _FIND_VIEW does.
+_STORE = _upsert_statement(*_FIND_VIEW.selected_columns)
 
 
-def upsert(
-    session: orm.Session,
-    *,
-    tenant_id: str,
-    server_id: str,
-    server_name: str,
-    retention: int,
-    day_of_week: int | None,
-    slot_s: int,
-    default_duration_s: float,
-    now: dt.datetime,
-) -> Schedule:
+class Enabled(TypedDict):
+    """What enabling or replacing a schedule stores, and when."""
+
+    tenant_id: str
+    server_id: str
+    server_name: str
+    retention: int
+    day_of_week: int | None
+    slot_s: int
+    default_duration_s: float
+    now: dt.datetime
+
+
+def upsert(session: orm.Session, **schedule: Unpack[Enabled]) -> Schedule:
     """Store the schedule; the unique server id makes a racing second POST an update.
 
     Storing a paused schedule resumes it: a compatible client that enables it means enabled.
     """
-    values = {
-        "tenant_id": tenant_id,
-        "server_id": server_id,
-        "server_name": server_name,
-        "retention": retention,
-        "day_of_week": day_of_week,
-        "slot_s": slot_s,
-        "next_run_at": next_run_at(day_of_week, slot_s, now),
-        "expected_duration_s": default_duration_s,
+    values = _stored_values(schedule)
+    return session.scalars(_UPSERT, values, execution_options={"populate_existing": True}).one()
+
+
+def store(
+    writes: orm.sessionmaker[orm.Session], **schedule: Unpack[Enabled]
+) -> ScheduleView | None:
+    """`upsert` as one statement committed alone (`common.db.write_row`, on the read sessions'
+    autocommit engine): the schedule as the API shows it, or None when the server id is
+    another tenant's."""
+    row = write_row(writes, _STORE, _stored_values(schedule))
+    return None if row is None else view(row, schedule["now"])
+
+
+def _stored_values(schedule: Enabled) -> dict[str, object]:
+    now = schedule["now"]
+    return {
+        "tenant_id": schedule["tenant_id"],
+        "server_id": schedule["server_id"],
+        "server_name": schedule["server_name"],
+        "retention": schedule["retention"],
+        "day_of_week": schedule["day_of_week"],
+        "slot_s": schedule["slot_s"],
+        "next_run_at": next_run_at(schedule["day_of_week"], schedule["slot_s"], now),
+        "expected_duration_s": schedule["default_duration_s"],
         "created_at": now,
         "updated_at": now,
     }
-    return session.scalars(_UPSERT, values, execution_options={"populate_existing": True}).one()
 
 
 def remove(session: orm.Session, tenant_id: str, server_id: str) -> bool:

@@ -80,7 +80,7 @@ class PlannedLoad:
     def place(
         self,
         session: orm.Session,
-        current: Schedule | None,
+        current: Schedule | sa.Row | None,
         day_of_week: int | None,
         tenant_id: str,
         duration_s: float,

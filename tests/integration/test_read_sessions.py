@@ -1,4 +1,5 @@
-"""Reads through `common.db.read`: autocommit sessions on a pool without pre-ping, retried once."""
+"""Reads through `common.db.read` and `read_row`, and the writes of `write_row`: autocommit
+sessions on a pool without pre-ping, retried once."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc, orm
 
-from common import schedules
+from common import db, schedules
 from common.clock import utcnow
 from common.db import (
     make_engine,
@@ -15,6 +16,7 @@ from common.db import (
     read,
     read_row,
     transaction,
+    write_row,
 )
 
 
@@ -145,3 +147,61 @@ def test_read_row_reads_without_a_transaction_and_retries_a_dead_connection(
     view = schedules.read_view(reads, "tenant-a", "srv-1", utcnow())
     assert view is not None and view.retention == 5 and view.day_of_week is None
     assert schedules.read_view(reads, "tenant-b", "srv-1", utcnow()) is None
+
+
+# -- dead connections, one-statement writes ---------------------------------------
+
+
+def test_a_plain_select_survives_dead_pooled_connections(sessions, reads, engine) -> None:  # type: ignore[no-untyped-def]
+    _store(sessions, "srv-1", 5)
+    params = {"server_id": "srv-1", "tenant_id": "tenant-a"}
+    # Several pooled connections, all of them about to die.
+    held = [reads.kw["bind"].connect() for _ in range(3)]
+    for connection in held:
+        connection.close()
+    assert read_row(reads, schedules._FIND_PLACED, params).slot_s == 600
+    _restart_connections(engine)
+    assert read_row(reads, schedules._FIND_PLACED, params).slot_s == 600
+    assert read_row(reads, schedules._FIND_PLACED, params).slot_s == 600
+
+
+def test_a_plain_select_without_a_database_raises_the_outage_error() -> None:
+    # Port 9 (discard): nothing listens there, so every connection is refused at once.
+    engine = make_engine("postgresql+psycopg2://postgres@127.0.0.1:9/none")
+    reads = make_read_session_factory(make_session_factory(engine))
+    try:
+        with pytest.raises(exc.OperationalError) as raised:
+            read_row(reads, schedules._FIND_VIEW, {"server_id": "s", "tenant_id": "t"})
+        assert db.is_outage(raised.value)
+    finally:
+        engine.dispose()
+
+
+def test_write_row_commits_alone_on_either_engine(sessions, reads, engine) -> None:  # type: ignore[no-untyped-def]
+    statement = sa.text(
+        "INSERT INTO service_settings (name, value) VALUES (:n, '1') RETURNING name"
+    )
+    for n, factory in enumerate((reads, sessions)):
+        assert write_row(factory, statement, {"n": f"probe-{n}"}).name == f"probe-{n}"
+    with engine.connect() as other:
+        names = other.scalars(sa.text("SELECT name FROM service_settings ORDER BY name")).all()
+    assert names == ["probe-0", "probe-1"]
+
+
+def test_store_never_takes_over_another_tenants_server(sessions, reads) -> None:  # type: ignore[no-untyped-def]
+    _store(sessions, "srv-1", 5)
+    stored = dict(
+        server_id="srv-1",
+        server_name="web",
+        retention=9,
+        day_of_week=2,
+        slot_s=2 * 86400 + 3600,
+        default_duration_s=600.0,
+        now=utcnow(),
+    )
+    assert schedules.store(reads, tenant_id="tenant-b", **stored) is None
+    kept = schedules.read_view(reads, "tenant-a", "srv-1", utcnow())
+    assert kept is not None and (kept.retention, kept.day_of_week) == (5, None)
+    view = schedules.store(reads, tenant_id="tenant-a", **stored)
+    assert view is not None and (view.retention, view.day_of_week, view.paused) == (9, 2, False)
+    assert schedules.read_view(reads, "tenant-a", "srv-1", utcnow()) == view

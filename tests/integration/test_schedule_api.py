@@ -397,3 +397,57 @@ def test_racing_posts_leave_one_schedule_per_server(alice, server_a, sessions) -
         rows = session.scalars(sa.select(Schedule).where(Schedule.server_id == server_a)).all()
     assert len(rows) == 1
     assert alice.get_schedule(server_a).json()["image_schedule"]["retention"] == rows[0].retention
+
+
+def test_a_server_id_stored_under_another_tenant_is_never_taken_over(
+    alice, server_a, sessions
+) -> None:  # type: ignore[no-untyped-def]
+    """Should the cloud ever answer that a server is this tenant's while the service keeps it
+    under another tenant, the POST is the same 404 as a foreign server's, and the row stays."""
+    from common import schedules
+    from common.clock import utcnow
+    from common.db import transaction
+
+    with transaction(sessions) as session:
+        schedules.upsert(
+            session,
+            tenant_id="tenant-b",
+            server_id=server_a,
+            server_name="theirs",
+            retention=3,
+            day_of_week=None,
+            slot_s=600,
+            default_duration_s=600.0,
+            now=utcnow(),
+        )
+    answer = alice.post_schedule(server_a, {"image_schedule": {"retention": 9}})
+    assert answer.status_code == 404, answer.text
+    assert answer.json() == {
+        "itemNotFound": {
+            "message": f"Specified instance {server_a} could not be found.",
+            "code": 404,
+        }
+    }
+    with sessions() as session:
+        row = schedules.find(session, "tenant-b", server_a)
+    assert row is not None and (row.retention, row.server_name) == (3, "theirs")
+
+
+def test_a_post_after_the_database_dropped_every_connection_is_stored(
+    alice, server_a, engine
+) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    assert alice.post_schedule(server_a, {"image_schedule": {"retention": 2}}).status_code == 200
+    with engine.connect() as other:
+        other.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    weekly = {"image_schedule": {"retention": 4, "day_of_week": "monday"}}
+    answer = alice.post_schedule(server_a, weekly)
+    assert answer.status_code == 200, answer.text
+    assert alice.get_schedule(server_a).json() == answer.json()
+    assert answer.json()["image_schedule"]["day_of_week"] == "MONDAY"
