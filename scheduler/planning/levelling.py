@@ -40,8 +40,9 @@ def level_load(
     deadline: float = math.inf,
 ) -> int:
     """Re-fill the `movable` runs at the lowest load, never above `limit` nor the plan's own
-    peak, keeping on their day those that are; `plan` is updated. It stops at `deadline`
-    (monotonic), the rebalance's. Returns the groups moved."""
+    peak, keeping on their day those that are; `plan` is updated. Every group is tried once
+    (a few thousand at most: days times lengths in minutes); `deadline` (monotonic), the
+    rebalance's safety limit, stops it sooner. Returns the groups moved."""
     days, lengths = fleet.days, fleet.lengths
     weekly = movable[days[movable] != DAILY]
     on_day = weekly[on_their_day(days[weekly], plan.slots[weekly])]
