@@ -3,8 +3,8 @@
 When the target can be met, the LP is asked for caps under it (`plan_asked`): of plans that
 fit, those keep the most runs on their day. If none gets under, the LP at the cap itself may
 still give a plan that does (with no room above the lowest cap for what realising adds, it goes
-first). Else, or if the target cannot be met, the plan follows the LP at its lowest cap, and
-last the plan minding the peak alone; the lowest peak is kept.
+first). Else, or if the target cannot be met, the plan follows the LP at its lowest cap. The
+plan minding the peak alone serves only where the LP ran out of time.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def _plan_at_lowest_cap(
     work: Work,
 ) -> Plan:
     """The plan following the LP at its lowest cap, with the tries left (at least a third of
-    the searches' tries), or the plan minding the peak alone if that is lower. Below the bound
-    the target is the bound itself: a plan that reaches it need search no further."""
+    the searches' tries). Below the bound the target is the bound itself: a plan that reaches
+    it need search no further."""
     limit = lowest.limit
     if not run.uses("lowest_cap"):
         return plan_peak_first(run.fleet, run.rng)
@@ -188,11 +188,4 @@ def _plan_at_lowest_cap(
         if limit is None:
             return plan_peak_first(run.fleet, run.rng)
     tries = max(work.allowed // 3, work.left, MIN_SEARCH_TRIES)
-    plan = plan_guided(run, limit, target, Work(tries, work.deadline))
-    # The plan minding the peak alone rarely does better, but a fleet the LP's periods fit badly
-    # (runs much longer than the window, say) is realised far above the LP's cap.
-    if plan.peak > max(target, limit.cap * 1.01 + 2) + 1e-9 and run.uses("peak_first"):
-        other = plan_peak_first(run.fleet, run.rng)
-        if other.peak < plan.peak:
-            return other
-    return plan
+    return plan_guided(run, limit, target, Work(tries, work.deadline))
