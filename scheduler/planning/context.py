@@ -21,16 +21,21 @@ from scheduler.planning.observer import Observer
 #: Seconds after which a rebalance cuts its searches and LPs short: a safety limit only, well
 #: above what the counted work takes on a million schedules, so that it decides nothing on a
 #: machine of ordinary speed.
-TIME_LIMIT_S = 150.0
+TIME_LIMIT_S = 300.0
 #: What the quarter-hour LP needs before the safety limit: its solve and some search.
 FINE_LP_NEEDS_S = 25.0
-#: Tries all the searches of a plan over the target may make (half that above
+#: Tries all the searches of a plan over the target may make (a twentieth of that above
 #: LONGER_SEARCH_UP_TO, less below FULL_SEARCH_FROM).
 REPLAN_TRIES = 120_000
 #: The fewest tries a search is given.
-MIN_SEARCH_TRIES = 4_000
-#: Above this many schedules the searches get half the tries: whole runs round the LP's starts
-#: finely and the searches gain less, and the LPs and the first plan take longer.
+MIN_SEARCH_TRIES = 2_000
+#: Runs levelling may take out and fill back in above LONGER_SEARCH_UP_TO schedules, the
+#: longest groups first (below it, all): on a million schedules each group is large, and a
+#: pass over them all would take longer than the plan.
+LEVELLING_RUNS = 20_000
+#: Above this many schedules the searches get a twentieth of the tries: whole runs round the LP's
+#: starts finely and the searches gain less, each try looks through more runs, and the LPs and
+#: the first plan take longer.
 LONGER_SEARCH_UP_TO = 200_000
 #: Below this many schedules, a plan aiming for the bound (the cap below it) gets tries in
 #: proportion, at least a fifth: a small fleet's peak is a few runs, and reaching the bound is
@@ -46,7 +51,6 @@ STRATEGIES = frozenset(
         "asked_caps",
         "lowest_cap",
         "quarter_hour",
-        "peak_first",
         "back_on_day",
         "make_room",
         "breakout",
@@ -109,7 +113,12 @@ def search_tries(size: int, meetable: bool = False) -> int:
     """Tries the searches of a re-plan may make for a fleet of `size` schedules, aiming for a
     cap that can be met (`meetable`) or below the bound for the bound itself."""
     if size > LONGER_SEARCH_UP_TO:
-        return REPLAN_TRIES // 2
+        return REPLAN_TRIES // 20
     if meetable:
         return REPLAN_TRIES
     return int(REPLAN_TRIES * min(1.0, max(0.2, size / FULL_SEARCH_FROM)))
+
+
+def levelling_runs(size: int) -> int:
+    """Runs levelling may take out and fill back in for a fleet of `size` schedules."""
+    return size if size <= LONGER_SEARCH_UP_TO else LEVELLING_RUNS
