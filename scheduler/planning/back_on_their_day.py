@@ -3,11 +3,9 @@ and, for a plan under the cap still short of the LP's share, where others can ma
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from scheduler.planning.context import FINISHING_S, RebalanceRun
+from scheduler.planning.context import RebalanceRun, Work, search_tries
 from scheduler.planning.fleet import Fleet, Plan
 from scheduler.planning.lp_guided import raise_on_day_share
 from scheduler.planning.on_day_limit import OnDayLimit
@@ -52,10 +50,10 @@ def make_room_on_their_day(
     run: RebalanceRun, plan: Plan, share: float, target: float, limit: OnDayLimit, kept: bool
 ) -> Plan:
     """The plan with runs off their day (`share` on it) put back onto it, making room (on a
-    copy), until within half of SHARE_SHORTFALL of `limit`'s share or FINISHING_S before the
-    deadline; a plan mostly `kept` from before changes only if that gains a clear margin, so
-    that a rebalance of a plan already made does not churn it."""
-    if plan.peak > target + 1e-9 or time.monotonic() >= run.deadline - FINISHING_S:
+    copy), until within half of SHARE_SHORTFALL of `limit`'s share or the tries of a re-plan's
+    searches are spent; a plan mostly `kept` from before changes only if that gains a clear
+    margin, so that a rebalance of a plan already made does not churn it."""
+    if plan.peak > target + 1e-9 or run.out_of_time:
         return plan
     fleet = run.fleet
     weekly = fleet.weekly_count
@@ -71,7 +69,7 @@ def make_room_on_their_day(
         fleet.lengths,
         raised.slots,
         target,
-        run.deadline - FINISHING_S,
+        Work(search_tries(fleet.size, meetable=True), run.deadline),
         wanted,
     )
     if gained and (not kept or gained > SHARE_SHORTFALL / 2 * weekly):

@@ -141,9 +141,11 @@ def lowest_peak_and_starts(
     tie_break: np.ndarray | None = None,
     time_limit_s: float = np.inf,
     interior: bool = False,
+    iterations: int | None = None,
 ) -> LowestPeak:
     """`lowest_peak`, and the x that reaches it; of those, one with the least `tie_break` @ x,
-    a cost the caller keeps far below a run of the peak. `interior` as for `solve`."""
+    a cost the caller keeps far below a run of the peak. `interior` and `iterations` as for
+    `solve`."""
     rows, columns = load.shape
     base = np.zeros(rows) if base is None else base
     if columns == 0:
@@ -157,6 +159,7 @@ def lowest_peak_and_starts(
         counts,
         time_limit_s,
         interior,
+        iterations,
     )
     if result.status != 0:
         raise RuntimeError(f"lowest-peak LP failed: {result.message}")
@@ -171,14 +174,18 @@ def solve(
     b_eq: np.ndarray,
     time_limit_s: float = np.inf,
     interior: bool = False,
+    iterations: int | None = None,
 ) -> OptimizeResult:
     """min cost @ x with a_ub @ x <= b_ub, a_eq @ x == b_eq, x >= 0, by HiGHS.
 
     `interior`: its interior point method, without the crossover to a vertex. On the on-day
     LP it is several times faster than the simplex, and the crossover, which adds nothing a
-    plan needs, is what stalls on some large fleets.
+    plan needs, is what stalls on some large fleets. `iterations` bounds the solve's work
+    (status 1 when reached); `time_limit_s` is a safety limit only. Both methods run serially
+    in HiGHS by default, so the same LP gives the same answer on any machine short of that
+    limit.
     """
-    options: dict[str, object] = {"time_limit": time_limit_s}
+    options: dict[str, object] = {"time_limit": time_limit_s, "maxiter": iterations}
     if interior:
         options["run_crossover"] = "off"
     return linprog(

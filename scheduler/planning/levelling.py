@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from scheduler.planning.context import levelling_runs
 from scheduler.planning.fleet import Fleet, Plan
 from scheduler.planning.water_fill import PlacementMode, fill, groups, spread_by_tenant
 from scheduler.planning.week import BIN_S, DAILY, add_spans, daily_starts, on_their_day
@@ -40,8 +41,9 @@ def level_load(
     deadline: float = math.inf,
 ) -> int:
     """Re-fill the `movable` runs at the lowest load, never above `limit` nor the plan's own
-    peak, keeping on their day those that are; `plan` is updated. It stops at `deadline`
-    (monotonic), the rebalance's. Returns the groups moved."""
+    peak, keeping on their day those that are; `plan` is updated. Every group is tried once,
+    longest first, until `levelling_runs` have been; `deadline` (monotonic), the
+    rebalance's safety limit, stops it sooner. Returns the groups moved."""
     days, lengths = fleet.days, fleet.lengths
     weekly = movable[days[movable] != DAILY]
     on_day = weekly[on_their_day(days[weekly], plan.slots[weekly])]
@@ -51,9 +53,11 @@ def level_load(
     key = -lengths[kinds] * 8 + np.where(days[kinds] == DAILY, 7, days[kinds])
     ceiling = min(limit, plan.peak)
     moved = 0
+    left = levelling_runs(fleet.size)
     for members in groups(kinds, key):
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or left < members.size:
             break
+        left -= members.size
         members = spread_by_tenant(members, fleet.tenants)
         day = int(days[members[0]])
         mode = PlacementMode.DAILY if day == DAILY else PlacementMode.LEVEL_ON_DAY

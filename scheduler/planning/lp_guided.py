@@ -16,10 +16,9 @@ cap, `raise_on_day_share` puts runs the plan left off their day back onto it, ma
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from scheduler.planning.context import Work
 from scheduler.planning.on_day_limit import OnDayLimit
 from scheduler.planning.week import (
     BIN_S,
@@ -81,8 +80,8 @@ def realise(days: np.ndarray, lengths: np.ndarray, limit: OnDayLimit, seed: int 
 OFF_DAY_COST = 0.5
 # While making room for a run put back on its day: runs on their day stay on it.
 _STAY_ON_DAY_COST = float(1 << 19)
-# Seconds to make room for one run put back on its day: a few moves, when there is a way.
-REPAIR_S = 0.05
+#: Tries to make room for one run put back on its day: a few moves, when there is a way.
+REPAIR_TRIES = 250
 _BLOCKED = 1 << 20  # the cost of a start whose span would reach above the peak
 
 
@@ -200,14 +199,16 @@ def lower_peak(
     days: np.ndarray,
     lengths: np.ndarray,
     slots: np.ndarray,
-    budget_s: float,
+    work: Work,
     goal: float = 0.0,
     tries: int = 8,
     seed: int = 0,
     off_day_cost: float = OFF_DAY_COST,
+    breakout: bool = True,
 ) -> int:
     """Lower the peak of a plan (slots in whole minutes, seconds; `load` its load, both
-    updated) by moving single runs, until it is at most `goal`, or `budget_s` seconds pass.
+    updated) by moving single runs, until it is at most `goal`, or `work` is done (each run
+    weighed for a move spends a try).
 
     Aiming one below the peak, each step takes a few minutes at the peak and up to `tries` runs
     on each, in random order; the first that can moves to where the minutes it would fill to the
@@ -215,14 +216,13 @@ def lower_peak(
     the minutes at the peak weigh one more (the breakout method): a plan stuck with a few
     minutes at the peak, where every move would only put the peak elsewhere, is made to trade
     them for minutes that have been at the peak less, instead of circling the same minutes.
-    Returns how many moves it made."""
+    Without `breakout`, the search ends there instead. Returns how many moves it made."""
     rng = np.random.default_rng(seed)
     start = slots // BIN_S
     runs = _Covering(start, lengths, days == DAILY)
     weight = np.ones(load.size)
     moves = 0
-    deadline = time.monotonic() + budget_s
-    while time.monotonic() < deadline and load.max() > goal + 1e-9:
+    while not work.done and load.max() > goal + 1e-9:
         level = float(load.max()) - 1
         full = np.flatnonzero(load > level + 1e-9)
         moved = False
@@ -230,6 +230,7 @@ def lower_peak(
             covering = runs.at(minute)
             rng.shuffle(covering)
             for i in covering[:tries].tolist():
+                work.spend()
                 new = _move_out(
                     load,
                     weight,
@@ -248,7 +249,10 @@ def lower_peak(
             if moved:
                 break
         if not moved:
+            if not breakout:
+                break
             weight[full] += 1
+            work.spend()  # a step that moved nothing still counts, should no run cover
     slots[:] = start * BIN_S
     return moves
 
@@ -259,21 +263,21 @@ def raise_on_day_share(
     lengths: np.ndarray,
     slots: np.ndarray,
     target: float,
-    deadline: float,
+    work: Work,
     wanted: int | None = None,
-    repair_s: float = REPAIR_S,
+    repair_tries: int = REPAIR_TRIES,
     seed: int = 0,
 ) -> int:
     """Put weekly runs left off their chosen day back onto it, making room by moving others,
     the load kept at most `target` (a plan under it; `load` and `slots` updated); passes over
-    them go on while one gains, until `deadline` (monotonic) or `wanted` are on their day.
-    Returns how many more are on their day.
+    them go on while one gains, until `work` is done or `wanted` are on their day. Returns how
+    many more are on their day.
 
     Each run off its day, shortest first (it needs the least room, and counts as one as a long
-    one does), goes where on its day it fills the fewest minutes above the target; `lower_peak`
-    then has `repair_s` seconds to get the load back under it, moving runs on their day only
-    within it. If it cannot, all is put back as it was. The plans this follows keep the load
-    under the cap first, and near the bound their share falls short of the LP's."""
+    one does), goes where on its day it fills the fewest minutes above the target (a try);
+    `lower_peak` then has `repair_tries` tries to get the load back under it, moving runs on
+    their day only within it. If it cannot, all is put back as it was. The plans this follows
+    keep the load under the cap first, and near the bound their share falls short of the LP's."""
     rng = np.random.default_rng(seed)
     weekly = np.flatnonzero(days != DAILY)
     on_day = on_their_day(days[weekly], slots[weekly])
@@ -281,15 +285,16 @@ def raise_on_day_share(
     ones = np.ones(load.size)
     gained = attempts = 0
     progress = True
-    while progress and time.monotonic() < deadline and on_day.sum() < wanted:
+    while progress and not work.done and on_day.sum() < wanted:
         progress = False
         off = weekly[~on_day]
         for i in off[np.lexsort((rng.random(off.size), lengths[off]))].tolist():
-            if time.monotonic() >= deadline or on_day.sum() >= wanted:
+            if work.done or on_day.sum() >= wanted:
                 break
             was_load, was_slots = load.copy(), slots.copy()
             # Onto its day where it fills the fewest minutes above the target: every start
             # there costs less than one off it.
+            work.spend()
             start = _move_out(
                 load,
                 ones,
@@ -305,16 +310,18 @@ def raise_on_day_share(
             slots[i] = start * BIN_S
             attempts += 1
             if load.max() > target + 1e-9:
+                repair = work.share(repair_tries)
                 lower_peak(
                     load,
                     days,
                     lengths,
                     slots,
-                    repair_s,
+                    repair,
                     target,
                     seed=attempts,
                     off_day_cost=_STAY_ON_DAY_COST,
                 )
+                work.spend(repair.used)
             now_on = on_their_day(days[weekly], slots[weekly])
             if load.max() <= target + 1e-9 and now_on.sum() > on_day.sum():
                 gained += int(now_on.sum() - on_day.sum())

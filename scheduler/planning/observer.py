@@ -19,9 +19,9 @@ class Observer(Protocol):
     def progress(self, done: int, total: int) -> None:
         """`done` of the `total` schedules to place day by day are placed."""
 
-    def searching(self, budget_s: float, goal: float) -> None:
+    def searching(self, tries: int, goal: float) -> None:
         """A plan following the on-day LP's starts searches for a lower peak, for at most
-        `budget_s` seconds, until its peak is at most `goal`."""
+        `tries` tries, until its peak is at most `goal`."""
 
     def solving_lowest_lp(self, start_min: int) -> None:
         """The on-day LP is solved at its lowest cap, starts every `start_min` minutes."""
@@ -37,7 +37,7 @@ class QuietObserver:
     def progress(self, done: int, total: int) -> None:
         pass
 
-    def searching(self, budget_s: float, goal: float) -> None:
+    def searching(self, tries: int, goal: float) -> None:
         pass
 
     def solving_lowest_lp(self, start_min: int) -> None:

@@ -22,12 +22,10 @@ from scheduler.planning.hourly_relaxation import lowest_peak_and_starts, solve
 from scheduler.planning.week import DAILY, as_day_array, duration_bins
 
 HOURS = 168
-#: Seconds one solve of the LP may take.
-LP_TIME_LIMIT_S = 20.0
-#: Seconds the solve for the lowest cap with the most runs on their day may take: room for the
-#: quarter-hour LP's interior point solve; the simplex that follows a timed-out one rarely
-#: finishes either.
-TIE_BREAK_TIME_LIMIT_S = 25.0
+#: Interior point iterations the solve for the lowest cap with the most runs on their day may
+#: take before the plain solve is used instead: counted, not timed, so that which of the two
+#: answers does not depend on the machine's speed.
+TIE_BREAK_ITERATIONS = 400
 DAILY_CLASSES = 6
 # HiGHS's interior point method first (see `solve`), its simplex if that runs out of time.
 INTERIOR_FIRST = (True, False)
@@ -165,10 +163,11 @@ def on_day_limit(
 ) -> OnDayLimit:
     """Solve the LP; when the cap cannot be met, or is None, use the lowest cap the LP can
     meet instead. `lowest`, that cap if an earlier solve for the same fleet and grid found it.
-    Its solves stop at `deadline` (monotonic) if not before; RuntimeError if out of time."""
+    Its solves run to the end; `deadline` (monotonic), a safety limit, stops them sooner, with
+    RuntimeError."""
 
-    def time_left(most: float) -> float:
-        left = min(most, deadline - time.monotonic())
+    def time_left() -> float:
+        left = deadline - time.monotonic()
         if left < 1.0:
             raise RuntimeError("on-day LP failed: no time left")
         return left
@@ -277,11 +276,11 @@ def _matrices(
     return _OnDayLP(load, a_eq, b_eq, objective, on_ids, periods_of, weekly)
 
 
-def _lowest_cap(lp: _OnDayLP, time_left: Callable[[float], float]) -> tuple[float, np.ndarray]:
+def _lowest_cap(lp: _OnDayLP, time_left: Callable[[], float]) -> tuple[float, np.ndarray]:
     """(the lowest cap the LP can meet, its starts there), with the most runs on their day at
     that cap, in the same solve: worth a twentieth of a run of the peak in all, they cannot
-    raise it by more. A fleet whose lowest cap many plans share can make that slow: then the
-    plain solve."""
+    raise it by more. A fleet whose lowest cap many plans share can make that slow
+    (TIE_BREAK_ITERATIONS): then the plain solve."""
     tie_break = lp.objective * 0.05 / max(lp.weekly, 1)
     try:
         found = lowest_peak_and_starts(
@@ -289,18 +288,17 @@ def _lowest_cap(lp: _OnDayLP, time_left: Callable[[float], float]) -> tuple[floa
             lp.a_eq,
             lp.b_eq,
             tie_break=tie_break,
-            time_limit_s=time_left(TIE_BREAK_TIME_LIMIT_S),
+            time_limit_s=time_left(),
             interior=True,
+            iterations=TIE_BREAK_ITERATIONS,
         )
     except RuntimeError:
-        found = lowest_peak_and_starts(
-            lp.load, lp.a_eq, lp.b_eq, time_limit_s=time_left(LP_TIME_LIMIT_S)
-        )
+        found = lowest_peak_and_starts(lp.load, lp.a_eq, lp.b_eq, time_limit_s=time_left())
     return found.value, found.starts
 
 
 def _starts_under(
-    lp: _OnDayLP, cap: float, grid: StartGrid, time_left: Callable[[float], float]
+    lp: _OnDayLP, cap: float, grid: StartGrid, time_left: Callable[[], float]
 ) -> np.ndarray:
     """The starts keeping the most runs on their day with the load under `cap`."""
     for interior in INTERIOR_FIRST:
@@ -310,7 +308,7 @@ def _starts_under(
             np.full(grid.rows, cap),
             lp.a_eq,
             lp.b_eq,
-            time_left(LP_TIME_LIMIT_S),
+            time_left(),
             interior,
         )
         if result.status == 0:

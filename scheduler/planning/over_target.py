@@ -3,30 +3,24 @@
 When the target can be met, the LP is asked for caps under it (`plan_asked`): of plans that
 fit, those keep the most runs on their day. If none gets under, the LP at the cap itself may
 still give a plan that does (with no room above the lowest cap for what realising adds, it goes
-first). Else, or if the target cannot be met, the plan follows the LP at its lowest cap, and
-last the plan minding the peak alone; the lowest peak is kept.
+first). Else, or if the target cannot be met, the plan follows the LP at its lowest cap. The
+plan minding the peak alone serves only where the LP ran out of time.
 """
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.planning.context import (
-    FINE_LP_NEEDS_S,
-    FINISHING_S,
-    MIN_SEARCH_S,
-    RebalanceRun,
-    search_budget,
-)
+from scheduler.planning.context import MIN_SEARCH_TRIES, RebalanceRun, Work, search_tries
 from scheduler.planning.fleet import Plan
 from scheduler.planning.lp_plans import (
     FINE_GRID,
     REALISING_MARGIN,
     announce_lowest,
+    fine_in_time,
     fine_limit,
     fine_wanted,
     lowest_limit,
@@ -49,18 +43,6 @@ class LowestCap:
     fine: OnDayLimit | None  # the quarter-hour LP at its lowest, if solved
 
 
-@dataclass(frozen=True)
-class SearchTime:
-    """The time the searches of a re-plan share: from `started`, `total` seconds."""
-
-    started: float
-    total: float
-
-    @property
-    def ends(self) -> float:
-        return self.started + self.total
-
-
 def asks_caps(meetable: bool, target: float, lowest: LowestCap) -> bool:
     """Whether caps under the target are asked of the LP. Only for a target that can be met;
     on the quarter-hour grid each asked cap is a slow LP, so there only with room above its
@@ -77,7 +59,8 @@ def replan_over_target(
     at_cap_lp: OnDayLimit | None,
     fine_ahead: Future[OnDayLimit | None] | None = None,
 ) -> Plan:
-    """A plan for a fleet the day-by-day plan put over the target, by the run's deadline.
+    """A plan for a fleet the day-by-day plan put over the target, its searches sharing the
+    tries `search_tries` gives.
 
     `at_cap_lp`, the on-day LP at the cap that judges the plan, if solved: its lowest cap is
     the one to ask above, and when it could not meet the cap it is the LP at that lowest cap.
@@ -86,16 +69,19 @@ def replan_over_target(
     lowest = _lowest_cap(run, target, at_cap_lp, fine_ahead)
     if lowest is None:
         return plan_peak_first(run.fleet, run.rng)
-    started = time.monotonic()
-    budget = search_budget(run.fleet.size, meetable)
-    times = SearchTime(
-        started, min(budget, max(MIN_SEARCH_S, run.deadline - FINISHING_S - started))
-    )
+    # Past the safety deadline, the least search, not cut short: a plan just realised from the
+    # LP's starts can sit several runs above its cap.
+    if run.out_of_time:
+        work = Work(MIN_SEARCH_TRIES)
+    else:
+        work = Work(search_tries(run.fleet.size, meetable), run.deadline)
     at_cap = at_cap_lp if meetable and at_cap_lp is not None and at_cap_lp.feasible else None
-    plan = _plan_at_or_under_cap(run, target, meetable, at_cap, lowest, times)
+    if at_cap is not None and not run.uses("at_cap"):
+        at_cap = None
+    plan = _plan_at_or_under_cap(run, target, meetable, at_cap, lowest, work)
     if plan is not None:
         return plan
-    return _plan_at_lowest_cap(run, target, lowest, at_cap, times)
+    return _plan_at_lowest_cap(run, target, lowest, at_cap, work)
 
 
 def _lowest_cap(
@@ -115,8 +101,8 @@ def _lowest_cap(
             return None
         lowest_cap = lowest.cap
     fine: OnDayLimit | None = None
-    fine_in_time = fine_ahead is not None or run.deadline - time.monotonic() >= FINE_LP_NEEDS_S
-    if fine_wanted(target, lowest_cap) and fine_in_time:
+    in_time = fine_ahead is not None or fine_in_time(run)
+    if fine_wanted(target, lowest_cap) and in_time and run.uses("quarter_hour"):
         fine = _quarter_hour_limit(run, fine_ahead)
         # Its periods are finer but its classes coarser: on a fleet of widely spread lengths
         # the half-hour LP can reach lower.
@@ -145,7 +131,7 @@ def _plan_at_or_under_cap(
     meetable: bool,
     at_cap: OnDayLimit | None,
     lowest: LowestCap,
-    times: SearchTime,
+    work: Work,
 ) -> Plan | None:
     """A plan under the target from the LP at the cap (`at_cap`) or asked for caps under it,
     else None.
@@ -153,25 +139,30 @@ def _plan_at_or_under_cap(
     With no room above the lowest cap for what realising usually adds, the asked caps keep few
     more on their day than the lowest (their share climbs steeply just above it). Where the
     margin is mostly its two whole runs, the plan at the cap itself, over the target at first,
-    often gets under it with moves off the busiest minutes given the time: it goes first, with
-    two thirds of the time; the last third is the lowest cap's.
+    often gets under it with moves off the busiest minutes given the tries: it goes first, with
+    two thirds of them; the last third is the lowest cap's.
     """
+    total = work.allowed
     margin_room = target - realising_margin(target) > lowest.cap
     cap_first = at_cap is not None and not margin_room and target * REALISING_MARGIN <= 2
     if cap_first and at_cap is not None:
-        plan = plan_if_fits(run, at_cap, target, times.total * 2 / 3)
+        part = work.share(total * 2 // 3)
+        plan = plan_if_fits(run, at_cap, target, part)
+        work.spend(part.used)
         if plan is not None:
             return plan
-    if asks_caps(meetable, target, lowest):
-        # While no asked cap's plan fits, a third of the time is kept for the lowest cap's.
-        plan = plan_asked(run, target, lowest.cap, times.ends, times.total / 3, lowest.grid)
+    if asks_caps(meetable, target, lowest) and run.uses("asked_caps"):
+        # While no asked cap's plan fits, a third of the tries is kept for the lowest cap's.
+        plan = plan_asked(run, target, lowest.cap, work, total // 3, lowest.grid)
         if plan is not None:
             return plan
     if at_cap is not None and not cap_first:
         # No asked cap's plan fit; the plan at the cap may still get under, with moves off the
-        # busiest minutes: half the time left, the rest the lowest cap's.
-        budget = max(MIN_SEARCH_S, (times.ends - time.monotonic()) / 2)
-        return plan_if_fits(run, at_cap, target, budget)
+        # busiest minutes: half the tries left, the rest the lowest cap's.
+        part = work.share(max(MIN_SEARCH_TRIES, work.left // 2))
+        plan = plan_if_fits(run, at_cap, target, part)
+        work.spend(part.used)
+        return plan
     return None
 
 
@@ -180,30 +171,21 @@ def _plan_at_lowest_cap(
     target: float,
     lowest: LowestCap,
     at_cap: OnDayLimit | None,
-    times: SearchTime,
+    work: Work,
 ) -> Plan:
-    """The plan following the LP at its lowest cap, the rest of the time (at least a third of
-    the searches' time, if the deadline allows), or the plan minding the peak alone if that is
-    lower. Below the bound the target is the bound itself: a plan that reaches it need search
-    no further."""
+    """The plan following the LP at its lowest cap, with the tries left (at least a third of
+    the searches' tries). Below the bound the target is the bound itself: a plan that reaches
+    it need search no further."""
     limit = lowest.limit
+    if not run.uses("lowest_cap"):
+        return plan_peak_first(run.fleet, run.rng)
     if limit is None:  # the LP at the cap met it: the lowest cap's starts are solved now
-        # By the deadline, less the least search. Out of time, the quarter-hour LP at its
-        # lowest, if solved, is near enough, else the LP at the cap.
+        # Out of time, the quarter-hour LP at its lowest, if solved, is near enough, else the
+        # LP at the cap.
         announce_lowest(run.observer, lowest.grid)
-        deadline = run.deadline - FINISHING_S - MIN_SEARCH_S
-        limit = lowest_limit(run.fleet, run.observer, lowest.grid, deadline)
+        limit = lowest_limit(run.fleet, run.observer, lowest.grid, run.deadline)
         limit = limit or lowest.fine or at_cap
         if limit is None:
             return plan_peak_first(run.fleet, run.rng)
-    now = time.monotonic()
-    budget = max(times.total / 3, times.ends - now)
-    budget = max(MIN_SEARCH_S, min(budget, run.deadline - FINISHING_S - now))
-    plan = plan_guided(run, limit, target, budget)
-    # The plan minding the peak alone rarely does better, but a fleet the LP's periods fit badly
-    # (runs much longer than the window, say) is realised far above the LP's cap.
-    if plan.peak > max(target, limit.cap * 1.01 + 2) + 1e-9:
-        other = plan_peak_first(run.fleet, run.rng)
-        if other.peak < plan.peak:
-            return other
-    return plan
+    tries = max(work.allowed // 3, work.left, MIN_SEARCH_TRIES)
+    return plan_guided(run, limit, target, Work(tries, work.deadline))

@@ -11,6 +11,9 @@
    onto it wherever the load there stays under the target (for a plan over it, its own peak).
 4. A plan under the cap still short of the LP's share puts runs back onto their day making
    room for them (`back_on_their_day`).
+5. The load levelled (`levelling`).
+
+`disabled` leaves strategies out (`context.STRATEGIES`), to measure what each one gains.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from scheduler.planning.back_on_their_day import (
     make_room_on_their_day,
     pull_onto_their_day,
 )
-from scheduler.planning.context import FINE_LP_NEEDS_S, FINISHING_S, TIME_LIMIT_S, RebalanceRun
+from scheduler.planning.context import STRATEGIES, TIME_LIMIT_S, RebalanceRun
 from scheduler.planning.day_by_day import FirstPlan, plan_day_by_day
-from scheduler.planning.fleet import Fleet, Plan, read_fleet, tenant_stacking
+from scheduler.planning.fleet import Plan, allowed_slots, read_fleet, tenant_stacking
 from scheduler.planning.levelling import (
     ROOM_BELOW_LP,
     ROOM_FROM,
@@ -39,7 +42,7 @@ from scheduler.planning.levelling import (
     room_on_busy_days,
 )
 from scheduler.planning.lower_bound import LowerBound, lower_bound
-from scheduler.planning.lp_plans import fine_limit, fine_wanted, plan_for_share
+from scheduler.planning.lp_plans import fine_in_time, fine_limit, fine_wanted, plan_for_share
 from scheduler.planning.observer import QUIET, Observer
 from scheduler.planning.on_day_limit import OnDayLimit, on_day_limit
 from scheduler.planning.over_target import replan_over_target
@@ -63,6 +66,7 @@ class PlanResult:
     cap: float
     load: np.ndarray  # planned number in flight per minute of the week, Monday 00:00 first
     tenant_stacking: int  # most runs of one tenant starting on the same minute
+    strategies_reached: frozenset[str] = frozenset()  # the ones it came to (context.STRATEGIES)
 
     @property
     def peak_over_bound(self) -> float:
@@ -91,6 +95,7 @@ def rebalance(
     observer: Observer = QUIET,
     with_limit: bool = True,
     time_limit_s: float = TIME_LIMIT_S,
+    disabled: frozenset[str] = frozenset(),
 ) -> PlanResult:
     """Re-plan a whole fleet. Arrays are per schedule; day_of_week holds None or -1 for daily
     schedules; current_slot holds -1 for a schedule without a slot yet.
@@ -98,28 +103,46 @@ def rebalance(
     A schedule keeps its current slot when its kind allows that slot and the kept load stays
     under the target there; the others are placed as the module docstring says. The LPs that
     judge the plan (the best on-day share, the hourly bound) run only `with_limit`. The
-    `observer` hears each stage as it starts, and the count placed day by day. It takes about
-    `time_limit_s` at most (see TIME_LIMIT_S).
+    `observer` hears each stage as it starts, and the count placed day by day. Its searches
+    count their work, so the plan does not depend on the machine's speed; `time_limit_s`
+    (see TIME_LIMIT_S) is a safety limit past which they stop where they are. `disabled`
+    names strategies to leave out (`context.STRATEGIES`).
     """
+    unknown = disabled - STRATEGIES
+    if unknown:
+        raise ValueError(f"unknown strategies: {', '.join(sorted(unknown))}")
     deadline = time.monotonic() + time_limit_s
     fleet, current = read_fleet(day_of_week, duration_s, tenant_id, current_slot)
     rng = np.random.default_rng(PHASES_SEED)
-    run = RebalanceRun(fleet, observer, rng, deadline)
+    run = RebalanceRun(fleet, observer, rng, deadline, frozenset(disabled))
     with _lp_thread() as lp_thread:
         judgement = _judge(run, cap, with_limit, lp_thread)
         fine_ahead = _fine_lp_ahead(run, judgement, cap, lp_thread)
-        observer.stage(f"placing {fleet.size:,} schedules day by day under {judgement.target:g}")
-        first = plan_day_by_day(fleet, current, judgement.target, observer, rng)
+        first = _first_plan(run, current, judgement.target)
         plan, placed_anew = _better_plan(run, first, judgement, fine_ahead)
     share = on_day_share(fleet.days, plan.slots)
     limit = judgement.limit
-    if limit is not None and limit.feasible and limit.share - share > SHARE_SHORTFALL:
+    short = limit is not None and limit.feasible and limit.share - share > SHARE_SHORTFALL
+    if short and limit is not None and run.uses("make_room"):
         kept = placed_anew.size < fleet.size
         plan = make_room_on_their_day(run, plan, share, judgement.target, limit, kept)
         share = on_day_share(fleet.days, plan.slots)
     _level(run, plan, placed_anew, share, judgement)
     share = on_day_share(fleet.days, plan.slots)
-    return _result(fleet, current, first, plan, share, judgement, cap)
+    return _result(run, current, first, plan, share, judgement, cap)
+
+
+def _first_plan(run: RebalanceRun, current: np.ndarray, target: float) -> FirstPlan:
+    """The day-by-day plan; with that strategy left out, the plan minding the peak alone."""
+    fleet = run.fleet
+    if not run.uses("day_by_day"):
+        return FirstPlan(
+            plan_peak_first(fleet, run.rng),
+            allowed_slots(fleet.days, current),
+            np.arange(fleet.size),
+        )
+    run.observer.stage(f"placing {fleet.size:,} schedules day by day under {target:g}")
+    return plan_day_by_day(fleet, current, target, run.observer, run.rng)
 
 
 def _level(
@@ -134,13 +157,14 @@ def _level(
     leave = int(np.floor((share - floor) * fleet.weekly_count + 1e-9))
     ceiling = judgement.target
     roomy = ceiling >= ROOM_FROM * judgement.bound.value
-    if leave > 0 and roomy and plan.peak <= ceiling + 1e-9:
+    if leave > 0 and roomy and plan.peak <= ceiling + 1e-9 and run.uses("room_on_busy_days"):
         run.observer.stage(f"room on the busiest days: up to {leave:,} runs off their day")
         room_on_busy_days(plan, fleet, placed_anew, leave, ceiling, run.rng)
-    run.observer.stage("levelling the load: runs placed anew at the lowest load their day allows")
-    # Like an LP under way, levelling may finish a little past the deadline: FINISHING_S at most.
-    until = max(run.deadline, time.monotonic() + FINISHING_S)
-    level_load(plan, fleet, placed_anew, ceiling, run.rng, until)
+    if run.uses("levelling"):
+        run.observer.stage(
+            "levelling the load: runs placed anew at the lowest load their day allows"
+        )
+        level_load(plan, fleet, placed_anew, ceiling, run.rng, run.deadline)
 
 
 @contextmanager
@@ -165,7 +189,13 @@ def _judge(
     cap_rounded_down = float(np.floor(cap + 1e-9))
     at_cap_lp = None
     if with_limit:
-        at_cap_lp = lp_thread.submit(on_day_limit, fleet.days, fleet.durations, cap_rounded_down)
+        at_cap_lp = lp_thread.submit(
+            on_day_limit,
+            fleet.days,
+            fleet.durations,
+            cap_rounded_down,
+            deadline=run.deadline,
+        )
     observer.stage("the lower bound: an LP over the hours of the week")
     bound = lower_bound(fleet.days, fleet.durations, hourly=with_limit)
     limit = None
@@ -188,15 +218,16 @@ def _judge(
 def _fine_lp_ahead(
     run: RebalanceRun, judgement: Judgement, cap: float, lp_thread: ThreadPoolExecutor
 ) -> Future[OnDayLimit | None] | None:
-    """The quarter-hour LP a plan over the target would want, started lp_thread the first plan
-    when it is wanted and there is time for it; it tells the observer nothing but that it
-    solves."""
+    """The quarter-hour LP a plan over the target would want, started beside the first plan
+    when it is wanted (and the safety deadline leaves it time); it tells the observer nothing
+    but that it solves."""
     if judgement.limit is not None:
         lowest = judgement.limit.lowest
     else:
         lowest = judgement.bound.value if cap < judgement.bound.value else 0.0
-    in_time = run.deadline - time.monotonic() >= FINE_LP_NEEDS_S
-    if judgement.lp_failed or not in_time or not fine_wanted(judgement.target, lowest):
+    if judgement.lp_failed or not fine_wanted(judgement.target, lowest):
+        return None
+    if not run.uses("quarter_hour") or not fine_in_time(run):
         return None
     return lp_thread.submit(fine_limit, run.fleet, run.observer, run.deadline)
 
@@ -216,7 +247,8 @@ def _better_plan(
     if limit is not None and limit.feasible:
         return _replanned_for_share(run, first, target, limit)
     limit_here = max(target, first.plan.peak)
-    pull_onto_their_day(first.plan, run.fleet, first.placed_anew, limit_here, run.rng)
+    if run.uses("back_on_day"):
+        pull_onto_their_day(first.plan, run.fleet, first.placed_anew, limit_here, run.rng)
     return first.plan, first.placed_anew
 
 
@@ -234,14 +266,15 @@ def _replanned_over_target(
         f"the day-by-day plan peaks at {first.plan.peak:.0f}, above {target:g}: planning "
         f"from the on-day LP"
     )
-    if judgement.lp_failed:
+    if judgement.lp_failed:  # the last resort, whatever is left out
         other = plan_peak_first(run.fleet, run.rng)
     else:
         other = replan_over_target(run, target, judgement.meetable, judgement.limit, fine_ahead)
     plan, placed_anew = first.plan, first.placed_anew
     if other.peak < plan.peak:
         plan, placed_anew = other, np.arange(run.fleet.size)
-    pull_onto_their_day(plan, run.fleet, placed_anew, max(target, plan.peak), run.rng)
+    if run.uses("back_on_day"):
+        pull_onto_their_day(plan, run.fleet, placed_anew, max(target, plan.peak), run.rng)
     return plan, placed_anew
 
 
@@ -251,7 +284,8 @@ def _replanned_for_share(
     """The first plan, runs put back onto their day, or, if it keeps over SHARE_SHORTFALL fewer
     on their day than the LP could, one from the LP's starts with clearly more."""
     fleet = run.fleet
-    pull_onto_their_day(first.plan, fleet, first.placed_anew, target, run.rng)
+    if run.uses("back_on_day"):
+        pull_onto_their_day(first.plan, fleet, first.placed_anew, target, run.rng)
     share = on_day_share(fleet.days, first.plan.slots)
     if limit.share - share <= SHARE_SHORTFALL:
         return first.plan, first.placed_anew
@@ -267,7 +301,7 @@ def _replanned_for_share(
 
 
 def _result(
-    fleet: Fleet,
+    run: RebalanceRun,
     current: np.ndarray,
     first: FirstPlan,
     plan: Plan,
@@ -275,7 +309,7 @@ def _result(
     judgement: Judgement,
     cap: float,
 ) -> PlanResult:
-    bound, limit = judgement.bound, judgement.limit
+    fleet, bound, limit = run.fleet, judgement.bound, judgement.limit
     return PlanResult(
         slot_s=plan.slots,
         moved=int((first.had_slot & (plan.slots != current)).sum()),
@@ -288,4 +322,5 @@ def _result(
         cap=float(cap),
         load=plan.load,
         tenant_stacking=tenant_stacking(fleet, plan.slots),
+        strategies_reached=frozenset(run.reached),
     )

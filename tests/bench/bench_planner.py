@@ -5,7 +5,13 @@ in admission's order: the 99th percentile start delay under noise 0.6, and the h
 much slower than expected images may run before that delay passes an hour, under noise 0.3),
 beside the same figures for the random-hour plan the public service's scheduler made.
 
-Run from the project root: `python -m tests.bench.bench_planner [--sizes 10000,100000,1000000]`.
+With `--strategies SIZES`, it weighs each of the planner's strategies instead: each fleet and
+cap is planned whole and then with one strategy left out at a time, and the rows say where the
+peak, the share on their day or the p99 delay changes; a strategy that changes none of them is
+named at the end.
+
+Run from the project root: `python -m tests.bench.bench_planner [--sizes 10000,100000,1000000]`
+or `python -m tests.bench.bench_planner --strategies 5000,20000`.
 """
 
 from __future__ import annotations
@@ -15,18 +21,24 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
 from scheduler.planning import (
     DAILY,
     LoadProfile,
+    PlanResult,
     lower_bound,
     on_day_share,
     planned_load,
     rebalance,
 )
+from scheduler.planning.context import STRATEGIES
 from scheduler.replay import delays, headroom, random_hour_slots, runs_of
+
+T = TypeVar("T")
 
 # Weekly schedules per day, Monday first: a third on Sunday, Saturday next, as users pick.
 DAY_WEIGHTS = np.array([0.09, 0.07, 0.07, 0.08, 0.11, 0.25, 0.33])
@@ -75,7 +87,7 @@ def measure(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float]:
     return result, elapsed, peak / 2**20
 
 
-def timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+def timed(run: Callable[[], T]) -> tuple[T, float]:
     """(result, seconds), without tracemalloc, which slows Python-heavy code severalfold."""
     started = time.perf_counter()
     result = run()
@@ -127,8 +139,12 @@ def replay_columns(fleet: Fleet, slots: np.ndarray, cap: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--strategies", default="", help="fleet sizes to weigh strategies on")
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args()
+    if args.strategies:
+        bench_strategies([int(s) for s in args.strategies.split(",") if s], args.seed)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
     header = (
@@ -222,6 +238,67 @@ def _bench_baselines(size: int, fleet: Fleet, bound: float, rng: np.random.Gener
             f"{on_day_share(fleet.day_of_week, slots):>7.1%} {'':>7} "
             f"{elapsed:>7.2f} {mib:>7.0f}"
         )
+
+
+#: The caps, as multiples of the bound, each strategy is weighed at.
+STRATEGY_CAPS = (0.9, 1.0, 1.03, 1.1, 1.25)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a strategy may change: the peak, the share on their day (in tenths of a point) and
+    the p99 start delay under noise DELAY_NOISE (in tenths of a minute)."""
+
+    peak: float
+    on_day: float
+    p99_min: float
+
+    def __str__(self) -> str:
+        return f"peak {self.peak:g}, on day {self.on_day:.1f}%, p99 {self.p99_min:.1f} min"
+
+
+def figures(fleet: Fleet, plan: PlanResult, cap: float) -> Figures:
+    runs = runs_of(
+        fleet.day_of_week, fleet.duration_s, fleet.tenant_id, plan.slot_s, noise=DELAY_NOISE
+    )
+    p99 = delays(runs, int(cap)).p99_s / 60
+    return Figures(plan.peak, round(plan.on_day_share * 100, 1), round(p99, 1))
+
+
+def plan_without(fleet: Fleet, cap: float, left_out: frozenset[str]) -> PlanResult:
+    """The fleet planned from scratch under the cap, the `left_out` strategies left out."""
+    none = np.full(fleet.day_of_week.size, -1)
+    return rebalance(
+        fleet.day_of_week, fleet.duration_s, fleet.tenant_id, none, cap, disabled=left_out
+    )
+
+
+def bench_strategies(sizes: list[int], seed: int) -> None:
+    """Per fleet and cap, the whole planner's figures, then each strategy it came to left out:
+    a row for each that changes them. Last, the strategies that changed nothing anywhere."""
+    changed: dict[str, list[str]] = {name: [] for name in sorted(STRATEGIES)}
+    for size in sizes:
+        fleet = make_fleet(size, seed)
+        bound = lower_bound(fleet.day_of_week, fleet.duration_s, hourly=True).value
+        for factor in STRATEGY_CAPS:
+            cap = float(np.floor(bound * factor))
+            whole, elapsed = timed(partial(plan_without, fleet, cap, frozenset()))
+            base = figures(fleet, whole, cap)
+            print(f"{size:>9,} x{factor:<5g} cap {cap:g}: whole planner {base} ({elapsed:.0f} s)")
+            for name in sorted(whole.strategies_reached):
+                without, elapsed = timed(partial(plan_without, fleet, cap, frozenset({name})))
+                other = figures(fleet, without, cap)
+                if other != base:
+                    changed[name].append(f"{size:,} x{factor:g}")
+                print(
+                    f"{'':>9} {'':<6} without {name:<18} "
+                    f"{'changes: ' + str(other) if other != base else 'the same':<60} "
+                    f"({elapsed:.0f} s)",
+                    flush=True,
+                )
+    print()
+    for name, where in changed.items():
+        print(f"{name:<18} {'changes ' + ', '.join(where) if where else 'changes nothing'}")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@ allows."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from scheduler.planning import lower_bound, on_day_share, planned_load, rebalance
 from scheduler.planning.back_on_their_day import pull_onto_their_day
+from scheduler.planning.context import Work
 from scheduler.planning.fleet import Plan
 from scheduler.planning.lp_guided import _Covering, lower_peak, raise_on_day_share, realise
 from scheduler.planning.lp_plans import FINE_GRID
@@ -57,7 +56,7 @@ def test_lowering_the_peak_never_raises_it_and_keeps_the_load_exact() -> None:
     slots = realise(days, lengths, on_day_limit(days, durations, None))
     load = planned_load(days, lengths * 60, slots)
     before = load.max()
-    moves = lower_peak(load, days, lengths, slots, budget_s=2.0)
+    moves = lower_peak(load, days, lengths, slots, Work(5_000))
     assert moves > 0
     assert load.max() < before
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
@@ -123,12 +122,12 @@ def test_a_plan_stuck_a_run_above_the_bound_gets_down_to_it(fleet, size, seed) -
 
 def _lowered_to_the_bound(days, durations):  # type: ignore[no-untyped-def]
     """(bound, lengths, slots, load): the LP's starts at its lowest cap, the peak then lowered
-    towards the bound (under a second alone; the budget leaves room beside other tests)."""
+    towards the bound (a few thousand tries)."""
     bound = lower_bound(days, durations, hourly=True).value
     lengths = duration_bins(durations)
     slots = realise(days, lengths, on_day_limit(days, durations, None))
     load = planned_load(days, lengths * 60, slots)
-    lower_peak(load, days, lengths, slots, budget_s=20.0, goal=bound)
+    lower_peak(load, days, lengths, slots, Work(60_000), goal=bound)
     return bound, lengths, slots, load
 
 
@@ -145,10 +144,10 @@ def test_runs_go_back_onto_their_day_where_others_make_room_under_the_cap() -> N
     weekly = int((days != -1).sum())
     before = on_day_share(days, slots)
     wanted = round(before * weekly) + 15  # two points more
-    # The room made for each run is given more time than the planner gives it: beside other
-    # tests a search gets less done in the time.
-    deadline = time.monotonic() + 30
-    gained = raise_on_day_share(load, days, lengths, slots, bound, deadline, wanted, repair_s=0.2)
+    # The room made for each run is given more tries than the planner gives it.
+    gained = raise_on_day_share(
+        load, days, lengths, slots, bound, Work(100_000), wanted, repair_tries=1_000
+    )
     # One run put onto its day can take others with it (the repair prefers their day too), so
     # the count may pass what was wanted.
     assert gained >= 15
@@ -164,7 +163,7 @@ def test_lowering_the_peak_stops_at_its_goal() -> None:
     slots = realise(days, lengths, on_day_limit(days, durations, None))
     load = planned_load(days, lengths * 60, slots)
     goal = load.max() - 2
-    lower_peak(load, days, lengths, slots, budget_s=30.0, goal=goal)
+    lower_peak(load, days, lengths, slots, Work(60_000), goal=goal)
     assert load.max() == goal
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
 
@@ -180,7 +179,7 @@ def test_runs_longer_than_a_day_are_moved_off_the_peak_too() -> None:
     slots = np.where(days == -1, minute, days.astype(np.int64) * DAY_BINS + minute) * 60
     load = planned_load(days, lengths * 60, slots)
     before = load.max()
-    lower_peak(load, days, lengths, slots, budget_s=1.0)
+    lower_peak(load, days, lengths, slots, Work(2_000))
     assert load.max() <= before
     assert np.array_equal(load, planned_load(days, lengths * 60, slots))
     assert_slots_allowed(days, slots)
