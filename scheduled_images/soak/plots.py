@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -21,9 +22,12 @@ def plot_load(
     planned: list[tuple[dt.datetime, float]],
     cap: int,
     start: dt.datetime,
+    faults: Sequence[Mapping[str, object]] = (),
 ) -> None:
+    """The load, with each injected fault (`FaultInjector.injected`) marked where it fell:
+    the dips it explains."""
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(9, 3.2), dpi=90)
+    figure, axes = plt.subplots(figsize=(10.5, 3.2), dpi=90)
     day = dt.timedelta(days=1)
     axes.plot(
         [(t - start) / day for t, _ in planned],
@@ -40,9 +44,22 @@ def plot_load(
         label="in flight (cloud)",
     )
     axes.axhline(cap, color="tab:red", lw=1, ls="--", label=f"cap {cap}")
+    colours = {"kill-workers": "tab:orange", "redis-restart": "tab:purple"}
+    marked: set[str] = set()
+    for fault in faults:
+        kind = str(fault["fault"])
+        axes.axvline(
+            float(fault["day"]),  # type: ignore[arg-type]
+            color=colours.get(kind, "tab:green"),
+            lw=1.5,
+            ls=(0, (3, 2)),
+            zorder=3,
+            label=None if kind in marked else kind,
+        )
+        marked.add(kind)
     axes.set_xlabel("simulated day")
     axes.set_ylabel("images in progress")
-    axes.legend(loc="upper right", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

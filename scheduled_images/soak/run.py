@@ -267,7 +267,14 @@ class Soak:
         write_summary(o.report, content)
         if lines:
             (o.report / "violations.txt").write_text("\n".join(lines) + "\n")
-        plot_load(o.report / "load.png", recorder.samples, judged.planned, self.cap, window.start)
+        plot_load(
+            o.report / "load.png",
+            recorder.samples,
+            judged.planned,
+            self.cap,
+            window.start,
+            injector.injected,
+        )
         plot_lateness(o.report / "lateness.png", judged.lateness_s)
         self.engine.dispose()
         print(summary_line(content) + f"; planned on day {self.planned_share}", flush=True)
