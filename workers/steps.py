@@ -246,14 +246,14 @@ def _look_at_images(rt: Runtime, runs: list[Run]) -> tuple[list[Run], dict[str, 
                 log.warning(
                     "could not check images; polled again later", extra={"error": str(error)}
                 )
-            _poll_later(rt, tenant_runs)
+            _poll_later(rt, tenant_runs, rt.clock())
             continue
         checked.extend(tenant_runs)
     return checked, images
 
 
-def _poll_later(rt: Runtime, runs: list[Run]) -> None:
-    later = rt.clock() + dt.timedelta(seconds=rt.settings.poll_interval_s)
+def _poll_later(rt: Runtime, runs: list[Run], now: dt.datetime) -> None:
+    later = now + dt.timedelta(seconds=rt.settings.poll_interval_s)
     for run in runs:
         run.next_poll_at = later
 
@@ -310,7 +310,7 @@ def _settle(
         outcome.freed += 1
         log.warning("run timed out", extra={"image_id": run.image_id})
     else:
-        run.next_poll_at = now + dt.timedelta(seconds=rt.settings.poll_interval_s)
+        _poll_later(rt, [run], now)
 
 
 def prune_server(rt: Runtime, tenant_id: str, server_id: str) -> int:
