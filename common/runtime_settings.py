@@ -15,8 +15,15 @@ CAP = "inflight_cap"
 TENANT_MAX = "tenant_inflight_max"
 
 
+# Built once: placing a schedule reads the cap on each POST that moves one.
+_VALUE = sa.select(ServiceSetting.value).where(ServiceSetting.name == sa.bindparam("name"))
+
+
 def _read(session: orm.Session, name: str, default: int) -> int:
-    value = session.scalar(sa.select(ServiceSetting.value).where(ServiceSetting.name == name))
+    return _value_or(session.scalar(_VALUE, {"name": name}), default)
+
+
+def _value_or(value: str | None, default: int) -> int:
     return default if value is None else int(value)
 
 
@@ -33,14 +40,10 @@ def inflight_cap(session: orm.Session, default: int) -> int:
     return _read(session, CAP, default)
 
 
-# Built once: placing a schedule reads the cap on each POST that moves one.
-_VALUE = sa.select(ServiceSetting.value).where(ServiceSetting.name == sa.bindparam("name"))
-
-
 def read_inflight_cap(reads: orm.sessionmaker[orm.Session], default: int) -> int:
     """`inflight_cap` through `common.db.read_row` on the read sessions' engine: no Session."""
     row = read_row(reads, _VALUE, {"name": CAP})
-    return default if row is None else int(row.value)
+    return _value_or(None if row is None else row.value, default)
 
 
 def set_inflight_cap(session: orm.Session, cap: int) -> None:
