@@ -24,6 +24,7 @@ QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, PLAN_QUEUE, WEB
 TASK_ROUTES = {
     "si.tick": {"queue": TICK_QUEUE},
     "si.housekeeping": {"queue": TICK_QUEUE},
+    "si.create_images": {"queue": CREATE_QUEUE},
     "si.create_image": {"queue": CREATE_QUEUE},
     "si.poll_images": {"queue": POLL_QUEUE},
     "si.check_images": {"queue": POLL_QUEUE},

@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -56,24 +56,50 @@ class Outcome:
 
 def create_image(rt: Runtime, run_id: int) -> Outcome:
     """Create the run's image, once: the id is recorded before anything else happens."""
+    return create_images(rt, [run_id])
+
+
+def create_images(rt: Runtime, run_ids: list[int]) -> Outcome:
+    """Create the images of admitted runs, each once: a stamp for them all committed first,
+    then the cloud asked run by run and the image ids recorded together."""
     outcome = Outcome()
-    attempt = _stamp_attempt(rt, run_id)
-    if attempt is None:
+    attempts = _stamp_attempts(rt, run_ids)
+    if not attempts:
         return outcome
-    # Step two holds the run's row lock across the create call: a duplicate message for
-    # the same run waits here, then finds the recorded image id and does nothing.
+    # Step two holds the runs' row locks across the create calls: a duplicate message for
+    # the same runs waits here, then finds the recorded image ids and does nothing.
     with transaction(rt.sessions) as session:
-        run = session.get(Run, run_id, with_for_update=True)
-        if run is None or run.state != RunState.CREATING:
-            return outcome
-        schedule = session.get(Schedule, run.schedule_id) if run.schedule_id else None
-        with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
-            if run.image_id is None:
-                _create_or_find(rt, session, run, schedule, outcome, attempt is Attempt.RESUMED)
-            if run.state == RunState.CREATING and run.image_id is not None:
-                move(run, RunState.SAVING)
-                run.next_poll_at = rt.clock() + _first_poll_after(rt, schedule)
+        runs = _locked_runs(session, attempts, RunState.CREATING)
+        schedules = _schedules_of(session, runs)
+        for run in runs:
+            schedule = schedules.get(run.schedule_id or 0)
+            with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
+                if run.image_id is None:
+                    resumed = attempts[run.id] is Attempt.RESUMED
+                    _create_or_find(rt, session, run, schedule, outcome, resumed)
+                if run.state == RunState.CREATING and run.image_id is not None:
+                    move(run, RunState.SAVING)
+                    run.next_poll_at = rt.clock() + _first_poll_after(rt, schedule)
     return outcome
+
+
+def _locked_runs(session: orm.Session, run_ids: Iterable[int], *states: RunState) -> list[Run]:
+    """The runs among `run_ids` in one of `states`, locked in id order as every locker of
+    several runs takes them, so two batches that share runs never deadlock."""
+    query = (
+        sa.select(Run)
+        .where(Run.id.in_(sorted(run_ids)), Run.state.in_(states))
+        .order_by(Run.id)
+        .with_for_update()
+    )
+    return list(session.scalars(query))
+
+
+def _schedules_of(session: orm.Session, runs: list[Run]) -> dict[int, Schedule]:
+    ids = sorted({run.schedule_id for run in runs if run.schedule_id is not None})
+    if not ids:
+        return {}
+    return {s.id: s for s in session.scalars(sa.select(Schedule).where(Schedule.id.in_(ids)))}
 
 
 def _first_poll_after(rt: Runtime, schedule: Schedule | None) -> dt.timedelta:
@@ -94,25 +120,24 @@ class Attempt(enum.Enum):
     RESUMED = "resumed"
 
 
-def _stamp_attempt(rt: Runtime, run_id: int) -> Attempt | None:
-    """Step one, committed on its own: the attempt's stamp, which the image's name carries.
+def _stamp_attempts(rt: Runtime, run_ids: list[int]) -> dict[int, Attempt]:
+    """Step one, committed on its own: each attempt's stamp, which the image's name carries.
 
-    None when the run is no longer one to create (ended, or already past creating).
+    Runs no longer to create (ended, or already past creating) are left out.
     """
     now = rt.clock()
+    attempts = {}
     with transaction(rt.sessions) as session:
-        run = session.get(Run, run_id, with_for_update=True)
-        if run is None or run.state not in (RunState.ADMITTED, RunState.CREATING):
-            return None
-        attempt = Attempt.RESUMED
-        if run.state == RunState.ADMITTED:
-            move(run, RunState.CREATING)
-            run.attempts += 1
-            run.attempt_stamp = int(now.timestamp())
-            run.started_at = run.started_at or now
-            attempt = Attempt.NEW
-        run.lease_until = now + dt.timedelta(seconds=rt.settings.lease_s)
-    return attempt
+        for run in _locked_runs(session, run_ids, RunState.ADMITTED, RunState.CREATING):
+            attempts[run.id] = Attempt.RESUMED
+            if run.state == RunState.ADMITTED:
+                move(run, RunState.CREATING)
+                run.attempts += 1
+                run.attempt_stamp = int(now.timestamp())
+                run.started_at = run.started_at or now
+                attempts[run.id] = Attempt.NEW
+            run.lease_until = now + dt.timedelta(seconds=rt.settings.lease_s)
+    return attempts
 
 
 def _create_or_find(

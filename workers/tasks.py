@@ -43,6 +43,9 @@ DB_RETRY = {
 #: Runs one poll message checks, of one tenant or many: one transaction and one admission a
 #: batch, one cloud call a tenant in it.
 POLL_BATCH = 100
+#: Admitted runs one create message carries: one stamp and one record of image ids a batch,
+#: few enough that the last run's image is asked for soon after the first's.
+CREATE_BATCH = 10
 #: Servers one prune message carries: the runs a poll ended share a message.
 PRUNE_BATCH = 100
 #: Messages pipelined to Redis per round trip (kombu's producer batches), so that a tick can
@@ -135,9 +138,16 @@ def _make_due_runs(rt: Runtime) -> int:
     return made
 
 
+@app.task(name="si.create_images", **DB_RETRY)
+def create_images(run_ids: list[int]) -> None:
+    """Create the images of admitted runs; freed places are filled at once."""
+    rt = runtime()
+    _follow_up(rt, steps.create_images(rt, run_ids))
+
+
 @app.task(name="si.create_image", **DB_RETRY)
 def create_image(run_id: int) -> None:
-    """Create an admitted run's image; a freed place is filled at once."""
+    """Create an admitted run's image: a message an earlier version published."""
     rt = runtime()
     _follow_up(rt, steps.create_image(rt, run_id))
 
@@ -219,7 +229,11 @@ def admit_and_publish(rt: Runtime) -> list[int]:
 
 
 def publish_creates(run_ids: Iterable[int]) -> None:
-    _publish(create_image, [(run_id,) for run_id in run_ids])
+    ids = list(run_ids)
+    _publish(
+        create_images,
+        [(ids[start : start + CREATE_BATCH],) for start in range(0, len(ids), CREATE_BATCH)],
+    )
 
 
 def publish_polls(runs: Iterable[tuple[str, int]]) -> None:

@@ -19,7 +19,7 @@ from scheduler import tick
 from scheduler.admission import admit_waiting_runs
 from tests.support.scheduled import scheduled_server
 from workers.runtime import Runtime
-from workers.steps import Outcome, create_image, poll_batch, poll_images
+from workers.steps import Outcome, create_image, create_images, poll_batch, poll_images
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 
@@ -119,6 +119,62 @@ def test_a_new_attempt_asks_the_cloud_once_and_a_resumed_one_looks_first(
         run = session.get(Run, run_id)
         assert run is not None and run.state == RunState.SAVING
     assert [i.id for i in real_list("t1", server)] == [run.image_id]
+
+
+def test_a_batch_makes_each_image_once_even_when_killed_halfway(sessions, settings, cloud) -> None:
+    """One message creates the images of several runs. A worker killed after some of them
+    were made leaves nothing recorded; the message delivered again adopts those and makes
+    the rest, and a third delivery does nothing."""
+    servers = [_scheduled_server(sessions, cloud) for _ in range(4)]
+    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW + dt.timedelta(hours=1))
+    run_ids = [_admitted_run(sessions, server) for server in servers]
+    real_create = cloud.create_image
+    made: list[str] = []
+
+    def die_at_the_third(*args):  # type: ignore[no-untyped-def]
+        if len(made) == 2:
+            raise SystemExit  # the worker killed amid the batch
+        made.append(real_create(*args))
+        return made[-1]
+
+    cloud.create_image = die_at_the_third
+    with pytest.raises(SystemExit):
+        create_images(rt, run_ids)
+    cloud.create_image = real_create
+    with sessions() as session:
+        runs = list(session.scalars(sa.select(Run).where(Run.id.in_(run_ids))))
+    assert {(r.state, r.image_id) for r in runs} == {(RunState.CREATING, None)}
+    create_images(rt, list(reversed(run_ids)))
+    create_images(rt, run_ids)
+    with sessions() as session:
+        runs = list(session.scalars(sa.select(Run).where(Run.id.in_(run_ids))))
+    assert {r.state for r in runs} == {RunState.SAVING}
+    for server, run in zip(servers, sorted(runs, key=lambda r: r.id), strict=True):
+        assert [i.id for i in cloud.list_server_images("t1", server)] == [run.image_id]
+    assert set(made) <= {r.image_id for r in runs}
+    assert all(r.attempts == 1 for r in runs)
+
+
+def test_a_batch_skips_runs_no_longer_to_create(sessions, settings, cloud) -> None:
+    """A run that ended, or whose image is already asked for, is left alone in a batch; the
+    others are created."""
+    servers = [_scheduled_server(sessions, cloud) for _ in range(3)]
+    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW + dt.timedelta(hours=1))
+    saving, cancelled, admitted = (_admitted_run(sessions, server) for server in servers)
+    create_image(rt, saving)
+    with transaction(sessions) as session:
+        run = session.get(Run, cancelled)
+        assert run is not None
+        run.state, run.finished_at = RunState.CANCELLED, NOW
+    create_images(rt, [saving, cancelled, admitted])
+    with sessions() as session:
+        states = {r.id: r.state for r in session.scalars(sa.select(Run))}
+    assert states == {
+        saving: RunState.SAVING,
+        cancelled: RunState.CANCELLED,
+        admitted: RunState.SAVING,
+    }
+    assert [len(cloud.list_server_images("t1", server)) for server in servers] == [1, 0, 1]
 
 
 def test_the_first_poll_waits_for_half_the_duration_learnt(sessions, settings, cloud) -> None:
