@@ -378,7 +378,7 @@ class WebhookEvent(Base):
             postgresql_where=sa.text("state = 'pending'"),
         ),
         sa.Index("ix_webhook_events_tenant", "tenant_id", "created_at"),
-        # The trim of old delivered and given-up events, at every delivery task: a range.
+        # The trim of old delivered and given-up events, at every housekeeping: a range.
         sa.Index("ix_webhook_events_finished_at", "finished_at"),
     )
 

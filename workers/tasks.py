@@ -105,14 +105,18 @@ def tick() -> dict:
 
 @app.task(name="si.housekeeping", **DB_RETRY)
 def housekeeping() -> dict:
-    """What is measured in days, apart from the tick: old history trimmed, the schedules of
-    servers long gone removed, schedules gone stale announced."""
+    """What is measured in days, apart from the tick: old history (runs, rebalances, webhook
+    events) trimmed, the schedules of servers long gone removed, schedules gone stale
+    announced."""
     rt = runtime()
     now = rt.clock()
     with transaction(rt.sessions) as session:
         summary = {
             "runs_trimmed": ticking.trim_history(session, now, rt.settings.run_history_days),
             "rebalances_trimmed": rebalances.trim_finished(
+                session, now, rt.settings.run_history_days
+            ),
+            "webhook_events_trimmed": outbox.trim_finished(
                 session, now, rt.settings.run_history_days
             ),
             "schedules_removed": ticking.remove_gone_schedules(
@@ -196,10 +200,8 @@ def rebalance(self: Task, job_id: str) -> str:
 
 @app.task(name="si.deliver_webhooks", **DB_RETRY)
 def deliver_webhooks() -> dict:
-    """Post due webhook events to their receivers; trim the old delivered and given up."""
+    """Post due webhook events to their receivers."""
     rt = runtime()
-    with transaction(rt.sessions) as session:
-        outbox.trim_finished(session, rt.clock(), rt.settings.run_history_days)
     done = webhooks.deliver_due(rt, WEBHOOK_BUDGET_S)
     summary = dataclasses.asdict(done)
     if any(summary.values()):
