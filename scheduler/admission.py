@@ -118,10 +118,11 @@ def in_flight(session: orm.Session) -> InFlight:
 
 # The waiting runs `pick_runs` could give the places to, and no more: the same rules and the
 # same order, so the first `places` rows are what it picks from the whole queue, and it stays
-# a few rows of work however many runs wait. Runs on a busy server, and any but a server's
-# oldest, are left out; `holding` is what the run's tenant would hold once given it, so the
-# order (holding, age) is the order in which `pick_runs` hands out places. The partitions
-# only group, so they compare bytes (COLLATE "C"), not the database's slower text order.
+# a few rows of work however many runs wait. Runs on a busy server, runs past their window
+# (the sweep skips them, but may come later than this) and any but a server's oldest are left
+# out; `holding` is what the run's tenant would hold once given it, so the order (holding,
+# age) is the order in which `pick_runs` hands out places. The partitions only group, so they
+# compare bytes (COLLATE "C"), not the database's slower text order.
 _CANDIDATES = sa.text(
     """
     WITH held AS (
@@ -133,7 +134,7 @@ _CANDIDATES = sa.text(
                row_number() OVER (PARTITION BY server_id COLLATE "C"
                                   ORDER BY scheduled_for, id) AS nth
         FROM runs
-        WHERE state = :pending AND not_before <= :now
+        WHERE state = :pending AND not_before <= :now AND start_by > :now
           AND NOT EXISTS (SELECT FROM unnest(CAST(:busy AS text[])) AS b(server_id)
                           WHERE b.server_id = runs.server_id)
     ),

@@ -23,6 +23,7 @@ QUEUES = (TICK_QUEUE, CREATE_QUEUE, POLL_QUEUE, RETENTION_QUEUE, PLAN_QUEUE, WEB
 # Shared with the API's publisher (workers/publisher.py), which sends without `configure`.
 TASK_ROUTES = {
     "si.tick": {"queue": TICK_QUEUE},
+    "si.sweep": {"queue": TICK_QUEUE},
     "si.housekeeping": {"queue": TICK_QUEUE},
     "si.create_images": {"queue": CREATE_QUEUE},
     "si.create_image": {"queue": CREATE_QUEUE},
@@ -37,6 +38,11 @@ TASK_ROUTES = {
 # Tasks are short (a create call bounded by the compute timeout, a batch of image checks);
 # hour-long waits between attempts live in PostgreSQL as `not_before`, never as countdowns.
 TASK_TIME_LIMIT_S = 300
+#: Real seconds between sweeps (late runs ended, lost creates published again) and between
+#: webhook rounds, at the least: a tick faster than this (a clock run faster than real time)
+#: does not make them run more often, since what they wait for is a lease, a deadline or a
+#: window, seconds long or more, or a receiver that needs no answer sooner.
+SWEEP_MIN_INTERVAL_S = 1.0
 #: Real seconds between housekeeping tasks (history trimmed, gone schedules removed, stale
 #: schedules announced), whatever CLOCK_SPEED.
 HOUSEKEEPING_INTERVAL_S = 60.0
@@ -52,6 +58,7 @@ def configure(settings: Settings, broker_url: str) -> Celery:
     from workers import runtime
 
     runtime.configure(settings)
+    sweep_interval = max(settings.tick_interval_s, SWEEP_MIN_INTERVAL_S)
     app.conf.update(
         broker_url=broker_url,
         broker_connection_retry_on_startup=True,
@@ -94,6 +101,11 @@ def configure(settings: Settings, broker_url: str) -> Celery:
                 # A tick older than its interval is useless: the next one does its work.
                 "options": {"expires": max(settings.tick_interval_s * 2, 1.0)},
             },
+            "sweep": {
+                "task": "si.sweep",
+                "schedule": sweep_interval,
+                "options": {"expires": sweep_interval * 2},
+            },
             # Its work is measured in days: every tick doing it would scan the schedules
             # a few times a second for nothing.
             "housekeeping": {
@@ -105,8 +117,8 @@ def configure(settings: Settings, broker_url: str) -> Celery:
             # the next one finds them.
             "deliver-webhooks": {
                 "task": "si.deliver_webhooks",
-                "schedule": settings.tick_interval_s,
-                "options": {"expires": max(settings.tick_interval_s * 2, 1.0)},
+                "schedule": sweep_interval,
+                "options": {"expires": sweep_interval * 2},
             },
         },
         worker_hijack_root_logger=False,

@@ -62,16 +62,32 @@ WEBHOOK_BUDGET_S = 60.0
 
 @app.task(name="si.tick", **DB_RETRY)
 def tick() -> dict:
-    """Due schedules become runs; late runs end; waiting runs are admitted; lost creates and
-    due polls are published."""
+    """Due schedules become runs; waiting runs are admitted; due polls are published."""
     rt = runtime()
     made = _make_due_runs(rt)
+    with transaction(rt.sessions) as session:
+        polls = ticking.due_polls(
+            session, rt.clock(), rt.settings.poll_interval_s, lease_s=rt.settings.lease_s
+        )
+    admitted = admit_and_publish(rt)
+    publish_polls(polls)
+    summary = {"runs_made": made, "admitted": len(admitted), "polls": len(polls)}
+    if any(summary.values()):
+        log.info("tick", extra=summary)
+    return summary
+
+
+@app.task(name="si.sweep", **DB_RETRY)
+def sweep() -> dict:
+    """What leases, deadlines and windows end, each seconds long at the least: late runs end,
+    and creates and rebalances whose lease ran out are published again."""
+    rt = runtime()
     now = rt.clock()
     with transaction(rt.sessions) as session:
         skipped = ticking.skip_missed_runs(session, now)
         cancelled = ticking.cancel_orphaned_runs(session, now)
         timed_out = ticking.time_out_runs(session, now)
-    # Counted once committed: a tick retried after a rollback finds them again.
+    # Counted once committed: a sweep retried after a rollback finds them again.
     metrics.count_runs_ended(
         {
             RunState.SKIPPED: skipped,
@@ -81,25 +97,17 @@ def tick() -> dict:
     )
     with transaction(rt.sessions) as session:
         lost = ticking.lost_creates(session, rt.clock(), rt.settings.lease_s)
-        polls = ticking.due_polls(
-            session, rt.clock(), rt.settings.poll_interval_s, lease_s=rt.settings.lease_s
-        )
         lost_rebalances = rebalances.take_lost_jobs(session, rt.clock(), rt.settings.lease_s)
-    admitted = admit_and_publish(rt)
     publish_rebalances(lost_rebalances)
     publish_creates(lost)
-    publish_polls(polls)
     publish_prunes(timed_out)
     summary = {
-        "runs_made": made,
-        "admitted": len(admitted),
-        "republished": len(lost),
-        "polls": len(polls),
         "timed_out": len(timed_out),
+        "republished": len(lost),
         "rebalances_republished": len(lost_rebalances),
     }
     if any(summary.values()):
-        log.info("tick", extra=summary)
+        log.info("sweep", extra=summary)
     return summary
 
 

@@ -249,6 +249,22 @@ def test_back_off_is_honoured_and_the_place_goes_to_the_next_tenant(sessions) ->
     assert admit(sessions, cap=5) == []
 
 
+def test_a_run_past_its_window_is_never_admitted_though_not_yet_skipped(sessions) -> None:
+    """The sweep that skips it may come a little after its window ends: till then the run
+    waits, and the place goes to a run still in its window, on the same server too."""
+    late = wait(sessions, "tenant-a", "a0", 0)  # its window ends at 23:00
+    after_its_window = NOW.replace(hour=23, minute=30)
+    fresh = wait(sessions, "tenant-a", "a0", 5)
+    with transaction(sessions) as session:
+        session.execute(
+            sa.update(Run)
+            .where(Run.id == fresh)
+            .values(start_by=after_its_window + dt.timedelta(hours=1))
+        )
+    assert admit(sessions, cap=5, now=after_its_window) == [fresh]
+    assert {r.id: r.state for r in all_runs(sessions)} == {late: "pending", fresh: "admitted"}
+
+
 def test_the_query_hands_the_decision_what_the_whole_queue_would(sessions) -> None:
     """Round after round, with servers busy, runs sharing a server, back-off and a ceiling,
     what is admitted is what `pick_runs` picks from every waiting run."""
