@@ -1,6 +1,6 @@
 """The migrations on PostgreSQL: they build the schema the models describe, 0006 leaves
 one open run-now per server where a race had made several, and 0007 gives each schedule the
-last success its kept runs show."""
+last success its kept runs show; 0011 sets the busy tables' storage."""
 
 from __future__ import annotations
 
@@ -32,6 +32,27 @@ def test_the_migrations_build_the_schema_the_models_describe(empty_database: str
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_0011_leaves_room_in_the_busy_tables_and_vacuums_them_sooner(
+    empty_database: str,
+) -> None:
+    migrate.upgrade(empty_database)
+    engine = sa.create_engine(empty_database)
+    try:
+        with engine.connect() as connection:
+            options = dict(
+                connection.execute(
+                    sa.text(
+                        "SELECT relname, reloptions FROM pg_class"
+                        " WHERE relname IN ('schedules', 'runs', 'sim_images')"
+                    )
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    busy = ["fillfactor=80", "autovacuum_vacuum_scale_factor=0.02"]
+    assert options == {"schedules": busy, "runs": busy, "sim_images": None}
 
 
 def _insert_run(connection: sa.Connection, server: str, state: str) -> int:
