@@ -17,7 +17,7 @@ from common.clock import iso_z
 from common.db import transaction
 from common.models import Run
 from common.runs import RunState
-from common.runtime_settings import inflight_cap, tenant_inflight_max
+from common.runtime_settings import admission_limits
 from scheduler.queue_forecast import Forecast, server_forecasts
 
 blp = Blueprint(
@@ -40,8 +40,7 @@ def run_body(run: Run, forecasts: Mapping[int, Forecast] | None = None) -> dict:
 
 def _forecasts(session: orm.Session, server_id: str) -> dict[int, Forecast]:
     config = settings()
-    cap = inflight_cap(session, config.inflight_cap)
-    ceiling = tenant_inflight_max(session, config.tenant_inflight_max)
+    cap, ceiling = admission_limits(session, config.inflight_cap, config.tenant_inflight_max)
     return server_forecasts(session, server_id, now(), cap, ceiling)
 
 

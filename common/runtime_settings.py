@@ -40,6 +40,22 @@ def inflight_cap(session: orm.Session, default: int) -> int:
     return _read(session, CAP, default)
 
 
+_LIMITS = sa.select(ServiceSetting.name, ServiceSetting.value).where(
+    ServiceSetting.name.in_((CAP, TENANT_MAX))
+)
+
+
+def admission_limits(
+    session: orm.Session, default_cap: int, default_tenant_max: int
+) -> tuple[int, int]:
+    """The cap and the per-tenant ceiling, in one statement: every admission reads both."""
+    values = dict(session.execute(_LIMITS).tuples().all())
+    return (
+        _value_or(values.get(CAP), default_cap),
+        _value_or(values.get(TENANT_MAX), default_tenant_max),
+    )
+
+
 def read_inflight_cap(reads: orm.sessionmaker[orm.Session], default: int) -> int:
     """`inflight_cap` through `common.db.read_row` on the read sessions' engine: no Session."""
     row = read_row(reads, _VALUE, {"name": CAP})

@@ -174,6 +174,11 @@ def waiting_candidates(
     return [Candidate(*row) for row in rows]
 
 
+_LOCK_AND_SORT_MEMORY = sa.text(
+    "SELECT pg_advisory_xact_lock(:lock), set_config('work_mem', :memory, true)"
+)
+
+
 def admit_waiting_runs(
     session: orm.Session,
     cap: int,
@@ -186,9 +191,9 @@ def admit_waiting_runs(
 
     `tenant_max` is the most places one tenant may hold (0: no such ceiling).
     """
-    session.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK)))
-    # The candidates' query sorts every waiting run; in memory, not on disk, up to ~100,000.
-    session.execute(sa.text(f"SET LOCAL work_mem = '{SORT_MEMORY}'"))
+    # The candidates' query sorts every waiting run; in memory, not on disk, up to ~100,000:
+    # the transaction's work_mem is set with the lock, in one round trip.
+    session.execute(_LOCK_AND_SORT_MEMORY, {"lock": ADMISSION_LOCK, "memory": SORT_MEMORY})
     taken = in_flight(session)
     places = cap - taken.total
     if places <= 0:

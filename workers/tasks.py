@@ -21,7 +21,7 @@ from sqlalchemy import exc
 from common import outbox, schedules
 from common.db import transaction
 from common.runs import RunState
-from common.runtime_settings import inflight_cap, tenant_inflight_max
+from common.runtime_settings import admission_limits
 from scheduler import rebalances
 from scheduler import tick as ticking
 from scheduler.admission import admit_waiting_runs
@@ -226,13 +226,16 @@ def _follow_up(rt: Runtime, outcome: steps.Outcome) -> None:
 
 def admit_and_publish(rt: Runtime) -> list[int]:
     with transaction(rt.sessions) as session:
+        cap, tenant_max = admission_limits(
+            session, rt.settings.inflight_cap, rt.settings.tenant_inflight_max
+        )
         admitted = admit_waiting_runs(
             session,
-            inflight_cap(session, rt.settings.inflight_cap),
+            cap,
             rt.clock(),
             rt.settings.lease_s,
             rt.settings.run_timeout_s,
-            tenant_max=tenant_inflight_max(session, rt.settings.tenant_inflight_max),
+            tenant_max=tenant_max,
         )
     publish_creates(admitted)
     return admitted

@@ -305,3 +305,20 @@ def test_workers_admit_under_the_ceiling_an_operator_set(sessions, settings, clo
         set_tenant_inflight_max(session, 2)
     rt = Runtime(settings, sessions, cloud, clock=lambda: NOW)
     assert tasks.admit_and_publish(rt) == a[:2] == published
+
+
+def test_workers_read_the_cap_and_the_ceiling_an_operator_set(
+    sessions, settings, cloud, monkeypatch
+):  # type: ignore[no-untyped-def]
+    from common.runtime_settings import set_inflight_cap, set_tenant_inflight_max
+    from workers import tasks
+    from workers.runtime import Runtime
+
+    monkeypatch.setattr(tasks, "publish_creates", lambda _: None)
+    a = [wait(sessions, "tenant-a", f"a{i}", i) for i in range(4)]
+    b = [wait(sessions, "tenant-b", f"b{i}", 10 + i) for i in range(4)]
+    with transaction(sessions) as session:
+        set_inflight_cap(session, 3)
+        set_tenant_inflight_max(session, 2)
+    rt = Runtime(settings, sessions, cloud, clock=lambda: NOW)
+    assert sorted(tasks.admit_and_publish(rt)) == sorted(a[:2] + b[:1])
