@@ -32,7 +32,13 @@ from common.slots import DAY_S, last_run_at, next_run_at, period_of
 START_WITHIN = dt.timedelta(seconds=DAY_S)
 
 
-def materialize_due_runs(session: orm.Session, now: dt.datetime, limit: int = 5000) -> int:
+#: Due schedules one transaction of the tick turns into runs.
+MATERIALIZE_BATCH = 5000
+
+
+def materialize_due_runs(
+    session: orm.Session, now: dt.datetime, limit: int = MATERIALIZE_BATCH
+) -> int:
     """Turn up to `limit` due schedules into pending runs and move their next run on.
 
     Periods missed while the service was down collapse into one run, for the latest

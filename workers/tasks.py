@@ -143,9 +143,11 @@ def _make_due_runs(rt: Runtime) -> int:
     made = 0
     while time.monotonic() - started < TICK_BUDGET_S:
         with transaction(rt.sessions) as session:
-            batch = ticking.materialize_due_runs(session, rt.clock())
+            batch = ticking.materialize_due_runs(session, rt.clock(), ticking.MATERIALIZE_BATCH)
         made += batch
-        if batch == 0:
+        # A short batch took every due schedule not locked by another tick: asking again
+        # would only walk the due index once more to find none.
+        if batch < ticking.MATERIALIZE_BATCH:
             break
     return made
 

@@ -322,3 +322,30 @@ def test_workers_read_the_cap_and_the_ceiling_an_operator_set(
         set_tenant_inflight_max(session, 2)
     rt = Runtime(settings, sessions, cloud, clock=lambda: NOW)
     assert sorted(tasks.admit_and_publish(rt)) == sorted(a[:2] + b[:1])
+
+
+def test_the_tick_makes_runs_in_batches_and_stops_at_a_short_one(  # type: ignore[no-untyped-def]
+    sessions, engine, settings, cloud, monkeypatch
+) -> None:
+    from workers import tasks
+    from workers.runtime import Runtime
+
+    for index in range(5):
+        enable(sessions, f"s{index}", next_run=NOW - dt.timedelta(minutes=1))
+    monkeypatch.setattr(tasks, "publish_creates", lambda _: None)
+    monkeypatch.setattr(tasks, "runtime", lambda: Runtime(settings, sessions, cloud, lambda: NOW))
+    monkeypatch.setattr(tick, "MATERIALIZE_BATCH", 2)
+    looks: list[str] = []
+
+    def count_looks(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        if "FROM schedules" in statement and "SKIP LOCKED" in statement:
+            looks.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count_looks)
+    try:
+        assert tasks.tick.run()["runs_made"] == 5
+        # Two full batches and a short one, after which the due schedules are not read again.
+        assert len(looks) == 3
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count_looks)
+    assert len(all_runs(sessions)) == 5
