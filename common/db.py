@@ -24,6 +24,10 @@ def make_engine(url: str | sa.URL, **kwargs: object) -> sa.Engine:
     options: dict[str, object] = {"pool_pre_ping": True, "hide_parameters": True}
     if "poolclass" not in kwargs:
         options.update(pool_size=5, max_overflow=10)
+    if sa.make_url(url).get_driver_name() == "psycopg2":
+        # The ORM saves the runs of a batch (a create message's, a poll's) as one UPDATE
+        # executed for many rows: in pages, one round trip a page, not one a row.
+        options["executemany_mode"] = "values_plus_batch"
     options.update(kwargs)
     connect_args = {"connect_timeout": 5, "application_name": "scheduled-images"}
     return sa.create_engine(url, connect_args=connect_args, **options)
