@@ -31,7 +31,12 @@ from scheduler.planning.back_on_their_day import (
     make_room_on_their_day,
     pull_onto_their_day,
 )
-from scheduler.planning.context import STRATEGIES, TIME_LIMIT_S, RebalanceRun
+from scheduler.planning.context import (
+    STRATEGIES,
+    TIME_LIMIT_S,
+    RebalanceRun,
+    smoothing_tries,
+)
 from scheduler.planning.day_by_day import FirstPlan, plan_day_by_day
 from scheduler.planning.fleet import Plan, allowed_slots, read_fleet, tenant_stacking
 from scheduler.planning.levelling import (
@@ -40,6 +45,7 @@ from scheduler.planning.levelling import (
     ROOM_SHARE,
     level_load,
     room_on_busy_days,
+    smooth_load,
 )
 from scheduler.planning.lower_bound import LowerBound, lower_bound
 from scheduler.planning.lp_plans import fine_in_time, fine_limit, fine_wanted, plan_for_share
@@ -165,6 +171,10 @@ def _level(
             "levelling the load: runs placed anew at the lowest load their day allows"
         )
         level_load(plan, fleet, placed_anew, ceiling, run.rng, run.deadline)
+    if run.uses("smoothing"):
+        run.observer.stage("smoothing the load: runs moved one at a time to where it is lowest")
+        tries = smoothing_tries(fleet.size)
+        smooth_load(plan, fleet, placed_anew, min(ceiling, plan.peak), run.rng, tries)
 
 
 @contextmanager
