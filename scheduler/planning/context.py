@@ -35,7 +35,7 @@ MIN_SEARCH_TRIES = 2_000
 LEVELLING_RUNS = 20_000
 #: Runs the smoothing of the load may weigh for a move, the longest first, over its passes (a
 #: twentieth of that above LONGER_SEARCH_UP_TO, where one run is a small part of the load).
-SMOOTHING_TRIES = 60_000
+SMOOTHING_TRIES = 20_000
 #: Above this many schedules the searches get a twentieth of the tries: whole runs round the LP's
 #: starts finely and the searches gain less, each try looks through more runs, and the LPs and
 #: the first plan take longer.

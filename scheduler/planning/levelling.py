@@ -204,7 +204,7 @@ class _Costs:
         self.days, self.lengths = fleet.days, fleet.lengths
         self.ceiling, self.scale = ceiling, scale
         self.steps: dict[int, list[tuple[int, int, float]]] = {}
-        self.shapes: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.shapes: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = {}
         self.expected = np.zeros(WEEK_BINS)
         starts = plan.slots // BIN_S
         daily = fleet.days == DAILY
@@ -225,9 +225,9 @@ class _Costs:
             steps = self.steps[length] = _tail_steps(length)
         return steps
 
-    def _shape(self, length: int, daily: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(planned bins, expected bins, their weights) of a run of `length` from its start;
-        a daily run's for the seven days."""
+    def _shape(self, length: int, daily: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(planned bins, expected bins, their weights, whether a bin comes more than once) of a
+        run of `length` from its start; a daily run's for the seven days."""
         key = (length, daily)
         shape = self.shapes.get(key)
         if shape is None:
@@ -239,18 +239,22 @@ class _Costs:
                 planned = (days + planned[None, :]).ravel()
                 expected = (days + expected[None, :]).ravel()
                 weights = np.tile(weights, 7)
-            shape = self.shapes[key] = (planned, expected, weights)
+            repeats = any(
+                np.unique(bins % WEEK_BINS).size < bins.size for bins in (planned, expected)
+            )
+            shape = self.shapes[key] = (planned, expected, weights, repeats)
         return shape
 
     def _add(self, start: int, length: int, sign: float, daily: bool = False) -> None:
         """Add (sign 1) or take out (-1) a run starting at bin `start` (a daily run's time of
         day, every day)."""
-        planned, expected, weights = self._shape(length, daily)
+        planned, expected, weights, repeats = self._shape(length, daily)
+        add = np.add.at if repeats else _add_once
         at = (start + planned) % WEEK_BINS
-        np.add.at(self.load, at, sign)
+        add(self.load, at, sign)
         self.planned_weight[at] = self._weigh(self.load[at])
         at = (start + expected) % WEEK_BINS
-        np.add.at(self.expected, at, sign * weights)
+        add(self.expected, at, sign * weights)
         self.expected_weight[at] = self._weigh(self.expected[at])
 
     def _cheapest(self, cost: np.ndarray) -> int:
@@ -272,7 +276,10 @@ class _Costs:
         for offset, width, weight in self._steps(length):
             end = offset + width
             cost += weight * (summed[end : end + count] - summed[offset : offset + count])
-        blocked = np.concatenate(([0], np.cumsum(top + 1 > self.ceiling + 1e-9)))
+        full = top + 1 > self.ceiling + 1e-9
+        if not full.any():
+            return cost
+        blocked = np.concatenate(([0], np.cumsum(full)))
         return np.where(blocked[length : length + count] - blocked[:count] > 0, np.inf, cost)
 
     def _reach(self, length: int) -> int:
@@ -330,3 +337,8 @@ class _Costs:
         self.slots[i] = new * BIN_S
         self._add(new, length, 1.0, daily=True)
         return int(new != old)
+
+
+def _add_once(values: np.ndarray, at: np.ndarray, by: np.ndarray | float) -> None:
+    """values[at] += by, where no bin comes twice in `at`."""
+    values[at] += by
