@@ -45,7 +45,6 @@ from scheduler.planning.levelling import (
     ROOM_SHARE,
     level_load,
     room_on_busy_days,
-    smooth_load,
 )
 from scheduler.planning.lower_bound import LowerBound, lower_bound
 from scheduler.planning.lp_plans import fine_in_time, fine_limit, fine_wanted, plan_for_share
@@ -53,6 +52,7 @@ from scheduler.planning.observer import QUIET, Observer
 from scheduler.planning.on_day_limit import OnDayLimit, on_day_limit
 from scheduler.planning.over_target import replan_over_target
 from scheduler.planning.peak_first import plan_peak_first
+from scheduler.planning.smoothing import smooth_load
 from scheduler.planning.water_fill import PHASES_SEED
 from scheduler.planning.week import on_day_share
 

@@ -27,7 +27,6 @@ from scheduler.planning import (
 from scheduler.planning.back_on_their_day import pull_onto_their_day
 from scheduler.planning.context import MIN_SEARCH_TRIES, REPLAN_TRIES, Work, search_tries
 from scheduler.planning.fleet import Plan, read_fleet
-from scheduler.planning.levelling import smooth_load
 from scheduler.planning.lower_bound import _in_flight_whatever_the_start
 from scheduler.planning.lp_plans import (
     ASKED_RESOLUTION,
@@ -37,6 +36,7 @@ from scheduler.planning.lp_plans import (
 )
 from scheduler.planning.on_day_limit import HALF_HOURS
 from scheduler.planning.over_target import LowestCap, asks_caps
+from scheduler.planning.smoothing import smooth_load
 from scheduler.planning.water_fill import PHASES_SEED
 from scheduler.planning.week import DAILY, on_their_day, sliding_max
 from scheduler.replay import delays, runs_of
