@@ -17,6 +17,7 @@ ceiling, and kept slots do not move.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from statistics import NormalDist
 
 import numpy as np
@@ -49,23 +50,29 @@ DURATION_SPREAD = 0.5
 _TAIL = ((0.125, 1.0), (0.375, 0.75), (0.625, 0.5), (0.875, 0.25))
 
 
-def _tail_ends(lengths: np.ndarray) -> np.ndarray:
-    """Per run of `lengths` bins, where each step of its weight (`_TAIL`) ends, in bins from its
-    start: its duration at that quantile, lognormal of log-sd DURATION_SPREAD around `length`."""
+def _tail_spans(lengths: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """Per step of a run's weight (`_TAIL`): (where it begins, where it ends, in bins from the
+    run's start; its weight) for runs of `lengths` bins. A step ends at the run's duration at
+    its quantile, lognormal of log-sd DURATION_SPREAD around its length."""
     sigma = DURATION_SPREAD
-    factors = [math.exp(sigma * NormalDist().inv_cdf(q) - sigma**2 / 2) for q, _ in _TAIL]
-    ends = np.round(np.asarray(lengths, dtype=np.float64)[:, None] * np.array(factors)[None, :])
-    ends = np.minimum(ends, WEEK_BINS).astype(np.int64)
-    ends[:, 0] = np.maximum(ends[:, 0], 1)
-    return np.maximum.accumulate(ends, axis=1)
+    lengths = np.asarray(lengths, dtype=np.float64)
+    begins = np.zeros(lengths.size, dtype=np.int64)
+    for k, (quantile, weight) in enumerate(_TAIL):
+        factor = math.exp(sigma * NormalDist().inv_cdf(quantile) - sigma**2 / 2)
+        ends = np.minimum(np.round(lengths * factor), WEEK_BINS).astype(np.int64)
+        ends = np.maximum(ends, begins + 1 if k == 0 else begins)
+        yield begins, ends, weight
+        begins = ends
 
 
 def _tail_steps(length: int) -> list[tuple[int, int, float]]:
     """(offset, width, weight) steps in bins of a run of `length` bins: how likely it is still
     in flight that long after it starts."""
-    ends = _tail_ends(np.array([length]))[0].tolist()
-    starts = [0, *ends[:-1]]
-    return [(a, b - a, w) for a, b, (_, w) in zip(starts, ends, _TAIL, strict=True) if b > a]
+    return [
+        (int(a[0]), int(b[0] - a[0]), w)
+        for a, b, w in _tail_spans(np.array([length]))
+        if b[0] > a[0]
+    ]
 
 
 def smooth_load(
@@ -110,12 +117,9 @@ class _Costs:
         starts = plan.slots // BIN_S
         daily = fleet.days == DAILY
         first = np.concatenate((starts[~daily], daily_starts(starts[daily])))
-        ends = _tail_ends(
-            np.concatenate((fleet.lengths[~daily], np.repeat(fleet.lengths[daily], 7)))
-        )
-        begins = np.concatenate((np.zeros((first.size, 1), dtype=np.int64), ends[:, :-1]), axis=1)
-        for k, (_, weight) in enumerate(_TAIL):
-            add_spans(self.expected, first + begins[:, k], ends[:, k] - begins[:, k], weight)
+        lengths = np.concatenate((fleet.lengths[~daily], np.repeat(fleet.lengths[daily], 7)))
+        for begins, ends, weight in _tail_spans(lengths):
+            add_spans(self.expected, first + begins, ends - begins, weight)
         self.planned_weight = self._weigh(self.load)
         self.expected_weight = self._weigh(self.expected)
 
