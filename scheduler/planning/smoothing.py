@@ -9,9 +9,10 @@ work moves off them into quieter hours first, a busy day's long runs into the ne
 next day's runs later to make room. The load is counted twice: as planned, and as runs can
 expect it, each run weighing on the minutes after its expected end as likely as it is to be
 still running (`DURATION_SPREAD`); so runs do not all end on the minute where the next day's
-runs all start. Among starts that weigh alike one is drawn, not the first. A run on its day
-stays on it, a daily run keeps one time for every day, the planned load never goes above the
-ceiling, and kept slots do not move.
+runs all start. Among starts that weigh alike one is drawn, not the first, and a run does not
+start on a minute where another of its tenant's does. A run on its day stays on it, a daily run
+keeps one time for every day, the planned load never goes above the ceiling, and kept slots do
+not move.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ class _Costs:
         self, plan: Plan, fleet: Fleet, ceiling: float, scale: float, rng: np.random.Generator
     ) -> None:
         self.load, self.slots, self.rng = plan.load, plan.slots, rng
-        self.days, self.lengths = fleet.days, fleet.lengths
+        self.days, self.lengths, self.tenants = fleet.days, fleet.lengths, fleet.tenants
+        self.by_tenant = np.argsort(fleet.tenants, kind="stable")
+        self.sorted_tenants = fleet.tenants[self.by_tenant]
         self.ceiling, self.scale = ceiling, scale
         self.steps: dict[int, list[tuple[int, int, float]]] = {}
         self.shapes: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = {}
@@ -218,7 +221,26 @@ class _Costs:
         old = int(self.slots[i]) // BIN_S
         self._add(old, length, -1.0)
         first, cost = self._window(day, length, old // DAY_BINS != day)
+        self._keep_apart(i, cost, first, WEEK_BINS)
         return self._settle(i, old, length, first, cost)
+
+    def _keep_apart(self, i: int, cost: np.ndarray, first: int, period: int) -> None:
+        """Rule out the starts where more of run `i`'s tenant's other runs start than where
+        fewest do (none, unless the tenant is big), so that one tenant's runs are not stacked
+        on one minute: the step of the load at a busy day's first minute would otherwise gather
+        a big tenant's runs there."""
+        tenant = self.tenants[i]
+        lo, hi = np.searchsorted(self.sorted_tenants, [tenant, tenant + 1])
+        others = self.by_tenant[lo:hi]
+        others = others[others != i]
+        if others.size == 0:
+            return
+        minutes = self.slots[others] // BIN_S
+        daily = self.days[others] == DAILY
+        starts = np.concatenate((minutes[~daily], daily_starts(minutes[daily])))
+        at = (starts - first) % period
+        taken = np.bincount(at[at < cost.size], minlength=cost.size)
+        cost[taken > taken.min()] = np.inf
 
     def _settle(self, i: int, old: int, length: int, first: int, cost: np.ndarray) -> int:
         """Put run `i` (taken out of the load) at the cheapest start if cheaper than `old`."""
@@ -239,6 +261,7 @@ class _Costs:
         expected = self.expected_weight.reshape(7, DAY_BINS).sum(axis=0)
         top = self.load.reshape(7, DAY_BINS).max(axis=0)
         cost = self._costs(planned[wrap], expected[wrap], top[wrap], DAY_BINS, length)
+        self._keep_apart(i, cost, 0, DAY_BINS)
         best = self._cheapest(cost)
         new = best if cost[best] < cost[old] * (1 - 1e-9) else old
         self.slots[i] = new * BIN_S
