@@ -33,6 +33,9 @@ MIN_SEARCH_TRIES = 2_000
 #: longest groups first (below it, all): on a million schedules each group is large, and a
 #: pass over them all would take longer than the plan.
 LEVELLING_RUNS = 20_000
+#: Runs the smoothing of the load may weigh for a move, the longest first, over its passes (a
+#: twentieth of that above LONGER_SEARCH_UP_TO, where one run is a small part of the load).
+SMOOTHING_TRIES = 20_000
 #: Above this many schedules the searches get a twentieth of the tries: whole runs round the LP's
 #: starts finely and the searches gain less, each try looks through more runs, and the LPs and
 #: the first plan take longer.
@@ -56,6 +59,7 @@ STRATEGIES = frozenset(
         "breakout",
         "room_on_busy_days",
         "levelling",
+        "smoothing",
     }
 )
 
@@ -122,3 +126,8 @@ def search_tries(size: int, meetable: bool = False) -> int:
 def levelling_runs(size: int) -> int:
     """Runs levelling may take out and fill back in for a fleet of `size` schedules."""
     return size if size <= LONGER_SEARCH_UP_TO else LEVELLING_RUNS
+
+
+def smoothing_tries(size: int) -> int:
+    """Runs the smoothing of the load may weigh for a fleet of `size` schedules."""
+    return SMOOTHING_TRIES if size <= LONGER_SEARCH_UP_TO else SMOOTHING_TRIES // 20

@@ -27,8 +27,8 @@ OFF_DAY = PlacementMode.LEVEL_OFF_DAY
 #: days room: this much below what the plan keeps, never more than ROOM_BELOW_LP below the LP's
 #: most, and only with a cap at least ROOM_FROM times the bound: nearer the bound the days
 #: around the busiest have no room to give.
-ROOM_SHARE = 0.005
-ROOM_BELOW_LP = 0.0075
+ROOM_SHARE = 0.01
+ROOM_BELOW_LP = 0.0095
 ROOM_FROM = 1.2
 
 

@@ -31,7 +31,12 @@ from scheduler.planning.back_on_their_day import (
     make_room_on_their_day,
     pull_onto_their_day,
 )
-from scheduler.planning.context import STRATEGIES, TIME_LIMIT_S, RebalanceRun
+from scheduler.planning.context import (
+    STRATEGIES,
+    TIME_LIMIT_S,
+    RebalanceRun,
+    smoothing_tries,
+)
 from scheduler.planning.day_by_day import FirstPlan, plan_day_by_day
 from scheduler.planning.fleet import Plan, allowed_slots, read_fleet, tenant_stacking
 from scheduler.planning.levelling import (
@@ -47,6 +52,7 @@ from scheduler.planning.observer import QUIET, Observer
 from scheduler.planning.on_day_limit import OnDayLimit, on_day_limit
 from scheduler.planning.over_target import replan_over_target
 from scheduler.planning.peak_first import plan_peak_first
+from scheduler.planning.smoothing import smooth_load
 from scheduler.planning.water_fill import PHASES_SEED
 from scheduler.planning.week import on_day_share
 
@@ -165,6 +171,10 @@ def _level(
             "levelling the load: runs placed anew at the lowest load their day allows"
         )
         level_load(plan, fleet, placed_anew, ceiling, run.rng, run.deadline)
+    if run.uses("smoothing"):
+        run.observer.stage("smoothing the load: runs moved one at a time to where it is lowest")
+        tries = smoothing_tries(fleet.size)
+        smooth_load(plan, fleet, placed_anew, min(ceiling, plan.peak), run.rng, tries)
 
 
 @contextmanager

@@ -114,6 +114,7 @@ def time_place(fleet: Fleet, slots: np.ndarray, cap: float, count: int = 2000) -
 
 #: The planner's caps, as multiples of the bound; memory is measured on the tight one.
 PLANNER_RUNS = (
+    ("planner, cap = bound", 1.0),
     ("planner, tight cap", 1.03),
     ("planner, cap 1.1 x LB", 1.10),
     ("planner, roomy cap", 1.25),
