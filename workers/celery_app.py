@@ -48,7 +48,7 @@ SWEEP_MIN_INTERVAL_S = 1.0
 HOUSEKEEPING_INTERVAL_S = 60.0
 # Redis redelivers an unacknowledged message after the visibility timeout, even while the
 # task still runs; it must be longer than any task or countdown or work runs twice. Faster
-# recovery from a killed worker comes from the tick's leases, not from this.
+# recovery from a killed worker comes from the sweep's leases, not from this.
 VISIBILITY_TIMEOUT_S = 3600
 
 app = Celery("scheduled_images", include=["workers.tasks"])

@@ -95,13 +95,6 @@ def _locked_runs(session: orm.Session, run_ids: Iterable[int], *states: RunState
     return list(session.scalars(query))
 
 
-def _schedules_of(session: orm.Session, runs: list[Run]) -> dict[int, Schedule]:
-    ids = sorted({run.schedule_id for run in runs if run.schedule_id is not None})
-    if not ids:
-        return {}
-    return {s.id: s for s in session.scalars(sa.select(Schedule).where(Schedule.id.in_(ids)))}
-
-
 def _first_poll_after(rt: Runtime, schedule: Schedule | None) -> dt.timedelta:
     """An image is not looked at before half the duration its server's images took so far:
     polls of images that cannot be ready yet would only load the cloud's API. A server with
@@ -245,7 +238,7 @@ def poll_batch(rt: Runtime, batch: list[tuple[str, list[int]]]) -> Outcome:
         settling = _Settling(
             rt.clock(),
             outbox.hooked_tenants(session, {run.tenant_id for run in checked}),
-            _lock_schedules(session, [r for r in checked if _is_active(images, r)]),
+            _schedules_of(session, [r for r in checked if _is_active(images, r)], lock=True),
         )
         for run in checked:
             with log_context(tenant_id=run.tenant_id, server_id=run.server_id, run_id=run.id):
@@ -298,13 +291,16 @@ def _is_active(images: Mapping[str, Image], run: Run) -> bool:
     return image is not None and image.status == ACTIVE
 
 
-def _lock_schedules(session: orm.Session, runs: list[Run]) -> dict[int, Schedule]:
-    """The runs' schedules, locked in one statement, in id order as every locker takes them."""
+def _schedules_of(session: orm.Session, runs: list[Run], lock: bool = False) -> dict[int, Schedule]:
+    """The runs' schedules, in one statement; locked, if asked, in id order as every locker
+    takes them."""
     ids = sorted({run.schedule_id for run in runs if run.schedule_id is not None})
     if not ids:
         return {}
     query = sa.select(Schedule).where(Schedule.id.in_(ids)).order_by(Schedule.id)
-    return {schedule.id: schedule for schedule in session.scalars(query.with_for_update())}
+    if lock:
+        query = query.with_for_update()
+    return {schedule.id: schedule for schedule in session.scalars(query)}
 
 
 def _settle(

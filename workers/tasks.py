@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import TypeVar
 
 from celery import Task
 from kombu.utils.uuid import uuid
@@ -29,6 +30,7 @@ from workers import metrics, steps, webhooks
 from workers.celery_app import app
 from workers.runtime import Runtime, runtime
 
+T = TypeVar("T")
 log = logging.getLogger("scheduled_images.workers")
 metrics.install_celery_metrics()
 
@@ -244,21 +246,16 @@ def admit_and_publish(rt: Runtime) -> list[int]:
 
 
 def publish_creates(run_ids: Iterable[int]) -> None:
-    ids = list(run_ids)
-    _publish(
-        create_images,
-        [(ids[start : start + CREATE_BATCH],) for start in range(0, len(ids), CREATE_BATCH)],
-    )
+    _publish(create_images, [(batch,) for batch in _batches(list(run_ids), CREATE_BATCH)])
 
 
 def publish_polls(runs: Iterable[tuple[str, int]]) -> None:
     """One message a POLL_BATCH runs, however many tenants they belong to, each message's
     runs grouped by tenant: one cloud call a tenant."""
-    pairs = sorted(runs)
     messages = []
-    for start in range(0, len(pairs), POLL_BATCH):
+    for batch in _batches(sorted(runs), POLL_BATCH):
         by_tenant: dict[str, list[int]] = defaultdict(list)
-        for tenant_id, run_id in pairs[start : start + POLL_BATCH]:
+        for tenant_id, run_id in batch:
             by_tenant[tenant_id].append(run_id)
         messages.append((list(by_tenant.items()),))
     _publish(poll_images, messages)
@@ -272,10 +269,11 @@ def publish_rebalances(job_ids: Iterable[str]) -> None:
 
 def publish_prunes(servers: Iterable[tuple[str, str]]) -> None:
     pairs = sorted(set(servers))
-    _publish(
-        prune_servers,
-        [(pairs[start : start + PRUNE_BATCH],) for start in range(0, len(pairs), PRUNE_BATCH)],
-    )
+    _publish(prune_servers, [(batch,) for batch in _batches(pairs, PRUNE_BATCH)])
+
+
+def _batches(items: list[T], size: int) -> list[list[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _publish(task: Task, argument_lists: list[tuple]) -> None:
