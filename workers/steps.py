@@ -315,7 +315,7 @@ def _settle(
     now = batch.now
     if image is not None and image.status == ACTIVE:
         _end(run, RunState.DONE, now, None, None, batch.hooked)
-        _record_success(run, now, batch.schedules.get(run.schedule_id or 0))
+        _record_success(run, now, batch.schedules.get(run.schedule_id or 0), image)
         outcome.prune.append((run.tenant_id, run.server_id))
         outcome.freed += 1
         log.info("image active", extra={"image_id": run.image_id})
@@ -428,7 +428,7 @@ def _end(
     metrics.observe_run_end(run, now)
 
 
-def _record_success(run: Run, now: dt.datetime, schedule: Schedule | None) -> None:
+def _record_success(run: Run, now: dt.datetime, schedule: Schedule | None, image: Image) -> None:
     """The schedule's last success (what staleness reads) and its expected duration.
 
     In the transaction that ends the run DONE, with the schedule's row locked, so a schedule
@@ -442,9 +442,24 @@ def _record_success(run: Run, now: dt.datetime, schedule: Schedule | None) -> No
     schedule.stale_announced_at = None
     if run.attempt_stamp is None:
         return
-    observed = max(now.timestamp() - run.attempt_stamp, 1.0)
+    observed = max(_finished_at(image, now) - run.attempt_stamp, 1.0)
     if schedule.duration_samples == 0:
         schedule.expected_duration_s = observed
     else:
         schedule.expected_duration_s += DURATION_WEIGHT * (observed - schedule.expected_duration_s)
     schedule.duration_samples += 1
+
+
+def _finished_at(image: Image, now: dt.datetime) -> float:
+    """When the image finished, as the cloud tells it (its last change), else now.
+
+    Not the time of the poll that saw it: that is later by up to a poll, and an expectation
+    learnt from it would creep up, each first poll waiting longer than the one before.
+    """
+    try:
+        said = dt.datetime.fromisoformat(image.updated_at.replace("Z", "+00:00"))
+    except ValueError:
+        return now.timestamp()
+    if said.tzinfo is None or said > now:
+        return now.timestamp()
+    return said.timestamp()

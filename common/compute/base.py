@@ -38,6 +38,8 @@ class Image:
     server_id: str | None
     metadata: dict[str, str]
     created_at: str  # ISO 8601, UTC, "Z"
+    # Its last change, as created_at: for an image just finished, when it finished.
+    updated_at: str = ""
     # Whether the service made it for a server, and so whether retention may count it, is
     # the retention rule's to say: common.images.is_scheduled_image_of.
 

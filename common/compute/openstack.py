@@ -307,6 +307,7 @@ def _image(body: dict[str, Any]) -> Image:
         server_id=metadata.get(INSTANCE_UUID_KEY),
         metadata=metadata,
         created_at=_utc_iso(body.get("created_at")),
+        updated_at=_utc_iso(body.get("updated_at")),
     )
 
 

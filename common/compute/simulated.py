@@ -277,13 +277,24 @@ class SimulatedDriver(ComputeDriver):
     @staticmethod
     def _image(row: SimImage, now: dt.datetime) -> Image:
         if now < row.saving_at:
-            status = QUEUED
+            status, updated = QUEUED, row.created_at
         elif now < row.done_at:
-            status = SAVING
+            status, updated = SAVING, row.saving_at
         else:
-            status = row.fate
-        created = row.created_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return Image(row.id, row.name, status, row.server_id, dict(row.image_metadata), created)
+            status, updated = row.fate, row.done_at
+        return Image(
+            row.id,
+            row.name,
+            status,
+            row.server_id,
+            dict(row.image_metadata),
+            _iso(row.created_at),
+            _iso(updated),
+        )
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check_fault(fault: str | None) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from common.compute.base import ComputeError
 from common.compute.simulated import SimulatedDriver
 from common.db import transaction
-from common.models import Run, Schedule
+from common.models import Run, Schedule, SimImage
 from common.runs import IllegalTransition, Reason, RunState, move, request_run
 from scheduler import tick
 from scheduler.admission import admit_waiting_runs
@@ -323,6 +323,29 @@ def test_a_busy_server_is_no_attempt_the_run_waits_and_keeps_no_deadline(
         assert tick.skip_missed_runs(session, run.start_by + _seconds(1)) == 1
     run = steps.run()
     assert (run.state, run.reason) == (RunState.SKIPPED, Reason.SERVER_BUSY)
+
+
+def test_the_duration_learnt_is_the_clouds_not_the_time_the_poll_saw_it(
+    sessions, settings, cloud
+) -> None:
+    """A poll comes some time after the image finished; learning from the poll's time would
+    make each expectation, and so each first poll, later than the last."""
+    steps = Steps(sessions, settings.replace(sim_seconds_per_gb=120), cloud)
+    assert steps.admit(NOW)
+    steps.create(NOW)
+    run = steps.run()
+    with sessions() as session:
+        image = session.get(SimImage, run.image_id)
+        assert image is not None
+        took = image.done_at.timestamp() - (run.attempt_stamp or 0)
+    steps.poll(NOW + dt.timedelta(minutes=10))
+    assert steps.run().state == RunState.DONE
+    with sessions() as session:
+        schedule = session.scalar(sa.select(Schedule).where(Schedule.server_id == steps.server))
+        assert schedule is not None
+        assert schedule.duration_samples == 1
+        assert schedule.expected_duration_s == pytest.approx(took)
+        assert 60 < took < 600
 
 
 def test_an_image_still_saving_is_polled_again_until_the_deadline(
