@@ -39,8 +39,9 @@ log = logging.getLogger("scheduled_images.workers")
 
 # Weight of the newest image in a server's expected duration.
 DURATION_WEIGHT = 0.3
-#: Share of its expected duration an image is left alone before its first poll.
-FIRST_POLL_SHARE = 0.5
+#: Share of its expected duration an image is left alone before its first poll: durations
+#: spread around their expectation, and a poll much earlier is almost always wasted.
+FIRST_POLL_SHARE = 0.9
 
 
 @dataclasses.dataclass
@@ -96,7 +97,7 @@ def _locked_runs(session: orm.Session, run_ids: Iterable[int], *states: RunState
 
 
 def _first_poll_after(rt: Runtime, schedule: Schedule | None) -> dt.timedelta:
-    """An image is not looked at before half the duration its server's images took so far:
+    """An image is not looked at before most of the duration its server's images took so far:
     polls of images that cannot be ready yet would only load the cloud's API. A server with
     no history yet is polled at the poll interval, as its default expectation may be far off."""
     interval = rt.settings.poll_interval_s
@@ -325,7 +326,12 @@ def _settle(
     elif image.status == ERROR:
         why = "the image ended in ERROR"
         _attempt_failed(rt, run, now, Reason.IMAGE_ERROR, why, outcome, batch.hooked)
-    elif time_out(session, now, Run.id == run.id):
+    # The row is locked by this poll: its deadline read here is the one to judge.
+    elif (
+        run.deadline_at is not None
+        and run.deadline_at < now
+        and time_out(session, now, Run.id == run.id)
+    ):
         metrics.observe_run_end(run, now)
         outcome.prune.append((run.tenant_id, run.server_id))
         outcome.freed += 1
