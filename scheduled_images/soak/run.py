@@ -17,6 +17,7 @@ from sqlalchemy import exc
 from common.clock_store import shared_clock
 from common.compute.simulated import SimulatedDriver
 from common.db import make_engine, make_session_factory
+from common.run_state import IN_FLIGHT
 from common.settings import Settings
 from scheduled_images.soak import arrange
 from scheduled_images.soak.checks import (
@@ -219,12 +220,25 @@ class Soak:
             )
 
     def quiesce(self) -> None:
-        """Pause every schedule, then wait for the prunes queued to be done: the end state
-        that retention is judged on (servers with a run still open are judged without)."""
+        """Pause every schedule, let the images in flight end, then wait for the prunes
+        queued to be done: the end state that retention is judged on (servers with a run
+        still open are judged without).
+
+        A run that ends while the prunes are awaited publishes its prune after the queue was
+        seen empty, and its server would be judged before it: so no run in flight first.
+        """
         arrange.hold_schedules(self.sessions, self.clock.now())
+        deadline = time.monotonic() + QUIESCE_S
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            with self.sessions() as session:
+                if not session.scalar(
+                    sa.text("SELECT count(*) FROM runs WHERE state = ANY(:in_flight)"),
+                    {"in_flight": sorted(IN_FLIGHT)},
+                ):
+                    break
+            time.sleep(0.5)
         broker = redis.Redis.from_url(self.servers.broker_url)
         quiet = 0
-        deadline = time.monotonic() + QUIESCE_S
         while quiet < 3 and time.monotonic() < deadline and not self.stopping.is_set():
             quiet = 0 if broker.llen(RETENTION_QUEUE) else quiet + 1
             time.sleep(0.5)
