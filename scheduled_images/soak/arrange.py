@@ -147,9 +147,19 @@ def plan_fleet(sessions: orm.sessionmaker[orm.Session], cap: int, clock: Clock) 
 
 
 def hold_schedules(sessions: orm.sessionmaker[orm.Session], now: dt.datetime) -> None:
-    """Pause every schedule (no run is made of it) while the workers start."""
+    """Pause every schedule (no run is made of it) while the workers start, and at the end.
+
+    The rows are locked in id order, as a poll locks its runs' schedules: a poll at work when
+    the soak ends then waits for this, or this for it, and neither is aborted as deadlocked.
+    """
     with transaction(sessions) as session:
-        session.execute(sa.text("UPDATE schedules SET paused_at = :now"), {"now": now})
+        session.execute(
+            sa.text(
+                "UPDATE schedules SET paused_at = :now"
+                " WHERE id IN (SELECT id FROM schedules ORDER BY id FOR UPDATE)"
+            ),
+            {"now": now},
+        )
 
 
 def start_window(sessions: orm.sessionmaker[orm.Session], start: dt.datetime) -> None:
