@@ -175,22 +175,32 @@ class _Costs:
         return int(ties[0]) if ties.size == 1 else int(ties[self.rng.integers(ties.size)])
 
     def _costs(
-        self, planned: np.ndarray, expected: np.ndarray, top: np.ndarray, count: int, length: int
+        self,
+        planned: np.ndarray,
+        expected: np.ndarray,
+        top: np.ndarray,
+        count: int,
+        length: int,
+        period: int = WEEK_BINS,
     ) -> np.ndarray:
         """Per start s < count: the weight a run of `length` adds from s on (`planned` and
         `expected` weights per bin from the first start), inf where the planned load `top` has
-        no room for it."""
+        no room for it. A run repeated every `period` bins (a daily one) and longer than that
+        overlaps its own repeats: the first `length - k * period` bins from its start carry
+        k + 1 of them, and need room for as many."""
         summed = np.concatenate(([0.0], np.cumsum(planned)))
         cost = summed[length : length + count] - summed[:count]
         summed = np.concatenate(([0.0], np.cumsum(expected)))
         for offset, width, weight in self._steps(length):
             end = offset + width
             cost += weight * (summed[end : end + count] - summed[offset : offset + count])
-        full = top + 1 > self.ceiling + 1e-9
-        if not full.any():
-            return cost
-        blocked = np.concatenate(([0], np.cumsum(full)))
-        return np.where(blocked[length : length + count] - blocked[:count] > 0, np.inf, cost)
+        blocked = np.zeros(count, dtype=bool)
+        for copies, span in enumerate(range(length, 0, -period), start=1):
+            full = top + copies > self.ceiling + 1e-9
+            if full.any():
+                over = np.concatenate(([0], np.cumsum(full)))
+                blocked |= over[span : span + count] - over[:count] > 0
+        return np.where(blocked, np.inf, cost) if blocked.any() else cost
 
     def _reach(self, length: int) -> int:
         offset, width, _ = self._steps(length)[-1]
@@ -260,7 +270,7 @@ class _Costs:
         planned = self.planned_weight.reshape(7, DAY_BINS).sum(axis=0)
         expected = self.expected_weight.reshape(7, DAY_BINS).sum(axis=0)
         top = self.load.reshape(7, DAY_BINS).max(axis=0)
-        cost = self._costs(planned[wrap], expected[wrap], top[wrap], DAY_BINS, length)
+        cost = self._costs(planned[wrap], expected[wrap], top[wrap], DAY_BINS, length, DAY_BINS)
         self._keep_apart(i, cost, 0, DAY_BINS)
         best = self._cheapest(cost)
         new = best if cost[best] < cost[old] * (1 - 1e-9) else old
