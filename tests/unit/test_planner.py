@@ -391,8 +391,8 @@ def test_a_rebalance_says_what_it_does_as_each_stage_starts() -> None:
     heard = told.stages
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap, observer=told)
     assert heard[0] == "the lower bound: an LP over the hours of the week"
-    assert heard[1] == f"the most runs on their day under {cap:g}: the on-day LP at the cap"
-    assert heard[2] == f"placing 1,000 schedules day by day under {cap:g}"
+    assert heard[1] == f"placing 1,000 schedules day by day under {cap:g}"
+    assert heard[2] == f"the most runs on their day under {cap:g}: the on-day LP at the cap"
     assert heard[3].startswith("the day-by-day plan peaks at ")
     assert any(line.startswith("following the on-day LP's starts at a cap of") for line in heard)
     assert plan.peak <= cap + 1
