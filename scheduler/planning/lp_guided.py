@@ -147,49 +147,57 @@ def _move_out(
 
 
 class _Covering:
-    """Which runs cover a minute, without scanning every run: the runs sorted by their start
-    when the search began, plus the few moved since."""
+    """Which runs cover a minute, without scanning every run: the weekly runs and the daily
+    ones, each sorted by their start when the search began, plus the few moved since."""
 
     def __init__(self, start: np.ndarray, lengths: np.ndarray, daily: np.ndarray) -> None:
         self.start, self.lengths, self.daily = start, lengths, daily
         self.longest = int(lengths.max()) if lengths.size else 0
+        self.kinds = ((WEEK_BINS, np.flatnonzero(~daily)), (DAY_BINS, np.flatnonzero(daily)))
+        self.position = np.zeros(start.size, dtype=np.int64)
         self._index()
 
     def _index(self) -> None:
-        start, daily = self.start, self.daily
-        self.original = start.copy()
-        # A daily run covers a minute of any day it covers that minute of the first day.
-        first = np.where(daily, start % DAY_BINS, start)
-        self.order = np.argsort(first, kind="stable")
-        self.sorted_first = first[self.order]
+        # Per kind, its runs' starts, lengths and whether they moved, in the order of their
+        # starts: a minute's candidates are then one slice of each, read without gathering.
+        self.original = self.start.copy()
+        self.sorted: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for period, members in self.kinds:
+            first = self.start[members] % period
+            by_start = np.argsort(first, kind="stable")
+            order = members[by_start]
+            self.position[order] = np.arange(order.size)
+            moved = np.zeros(order.size, dtype=bool)
+            self.sorted.append((period, order, first[by_start], self.lengths[order], moved))
         # Run indices: a set of ints iterates in the same order in every process.
         self.moved: set[int] = set()
-        self.is_moved = np.zeros(start.size, dtype=bool)
 
     def at(self, minute: int) -> np.ndarray:
         found = []
-        for period, of_kind in ((WEEK_BINS, ~self.daily), (DAY_BINS, self.daily)):
+        for period, order, first, lengths, moved in self.sorted:
             # Starts up to the longest run before the minute, across the period's start too.
             lowest, highest = minute % period - self.longest + 1, minute % period + 1
             for turn in range(-(-self.longest // period) + 1):
                 bounds = np.clip([lowest + turn * period, highest + turn * period], 0, period)
-                a, b = np.searchsorted(self.sorted_first, bounds)
-                candidates = self.order[a:b]
+                a, b = np.searchsorted(first, bounds)
                 # Moved runs are found where they are now, below, not where they were.
-                found.append(candidates[of_kind[candidates] & ~self.is_moved[candidates]])
-        found.append(np.fromiter(self.moved, dtype=np.int64, count=len(self.moved)))
+                covers = ((minute - first[a:b]) % period < lengths[a:b]) & ~moved[a:b]
+                found.append(order[a:b][covers])
+        if self.moved:
+            runs = np.fromiter(self.moved, dtype=np.int64, count=len(self.moved))
+            period = np.where(self.daily[runs], DAY_BINS, WEEK_BINS)
+            found.append(runs[(minute - self.start[runs]) % period < self.lengths[runs]])
         runs = np.concatenate(found)
         if self.longest > DAY_BINS:  # the turns' stretches overlap: a run found twice
             runs = np.unique(runs)
-        period = np.where(self.daily[runs], DAY_BINS, WEEK_BINS)
-        into = (minute - self.start[runs]) % period
-        return runs[into < self.lengths[runs]]
+        return runs
 
     def move(self, run: int, new: int) -> None:
         self.start[run] = new
         if new != self.original[run]:
             self.moved.add(run)
-            self.is_moved[run] = True
+            kind = 1 if self.daily[run] else 0
+            self.sorted[kind][4][self.position[run]] = True
         if len(self.moved) > 256:  # looking through the moved runs costs more than sorting
             self._index()
 

@@ -3,15 +3,16 @@
 1. Judge: the lower bound, and in a second thread the on-day LP at the cap rounded
    down, which says how many weekly runs could stay on their day. The target is that cap, or
    the bound when no plan can meet the cap.
-2. The first plan, day by day (`day_by_day`); the quarter-hour LP a plan over the target would
-   want is solved in the second thread meanwhile.
+2. The first plan, day by day (`day_by_day`), which needs only the target: the LP at the cap,
+   then the quarter-hour LP a plan over the target would want, are solved in the second
+   thread meanwhile.
 3. A better plan: over the target, one from the LP's starts (`over_target`), the lower peak
    kept; under it but short of the LP's share on their day, one from the LP at the cap
    (`lp_plans.plan_for_share`), kept if clearly better. Then runs left off their day go back
    onto it wherever the load there stays under the target (for a plan over it, its own peak).
 4. A plan under the cap still short of the LP's share puts runs back onto their day making
    room for them (`back_on_their_day`).
-5. The load levelled (`levelling`).
+5. The load levelled (`levelling`) and smoothed (`smoothing`).
 
 `disabled` leaves strategies out (`context.STRATEGIES`), to measure what each one gains.
 """
@@ -122,9 +123,18 @@ def rebalance(
     rng = np.random.default_rng(PHASES_SEED)
     run = RebalanceRun(fleet, observer, rng, deadline, frozenset(disabled))
     with _lp_thread() as lp_thread:
-        judgement = _judge(run, cap, with_limit, lp_thread)
-        fine_ahead = _fine_lp_ahead(run, judgement, cap, lp_thread)
-        first = _first_plan(run, current, judgement.target)
+        # The LPs that judge the plan are solved in the LP thread while the first plan is
+        # made, which needs only the bound.
+        at_cap_lp = _submit_at_cap_lp(run, cap, with_limit, lp_thread)
+        run.observer.stage("the lower bound: an LP over the hours of the week")
+        bound = lower_bound(fleet.days, fleet.durations, hourly=with_limit)
+        fine_ahead: Future[OnDayLimit | None] | None
+        fine_ahead = _fine_lp_ahead(run, cap, bound, at_cap_lp, lp_thread)
+        first = _first_plan(run, current, _target(cap, bound))
+        judgement = _judge(run, cap, bound, at_cap_lp)
+        wanted = _fine_wanted(judgement, cap) and run.uses("quarter_hour")
+        if not wanted or not fine_in_time(run):
+            fine_ahead = None
         plan, placed_anew = _better_plan(run, first, judgement, fine_ahead)
     share = on_day_share(fleet.days, plan.slots)
     limit = judgement.limit
@@ -189,57 +199,82 @@ def _lp_thread() -> Iterator[ThreadPoolExecutor]:
         lp_thread.shutdown(wait=False, cancel_futures=True)
 
 
-def _judge(
+def _submit_at_cap_lp(
     run: RebalanceRun, cap: float, with_limit: bool, lp_thread: ThreadPoolExecutor
-) -> Judgement:
-    """The bound, and the on-day LP at the cap (in the LP thread) if `with_limit`."""
-    fleet, observer = run.fleet, run.observer
+) -> Future[OnDayLimit] | None:
+    """The on-day LP at the cap rounded down, in the LP thread, if `with_limit`."""
+    if not with_limit:
+        return None
+    fleet = run.fleet
+    return lp_thread.submit(
+        on_day_limit, fleet.days, fleet.durations, _rounded_down(cap), deadline=run.deadline
+    )
+
+
+def _rounded_down(cap: float) -> float:
     # The load is a whole number at every minute: no plan under the cap goes above the cap
     # rounded down, and the LP there bounds their share on their day the more tightly.
-    cap_rounded_down = float(np.floor(cap + 1e-9))
-    at_cap_lp = None
-    if with_limit:
-        at_cap_lp = lp_thread.submit(
-            on_day_limit,
-            fleet.days,
-            fleet.durations,
-            cap_rounded_down,
-            deadline=run.deadline,
-        )
-    observer.stage("the lower bound: an LP over the hours of the week")
-    bound = lower_bound(fleet.days, fleet.durations, hourly=with_limit)
+    return float(np.floor(cap + 1e-9))
+
+
+def _target(cap: float, bound: LowerBound) -> float:
+    """The cap the load must stay under: the cap rounded down, or when no plan can meet it,
+    the bound (itself a whole number)."""
+    return _rounded_down(cap) if cap >= bound.value else bound.value
+
+
+def _judge(
+    run: RebalanceRun, cap: float, bound: LowerBound, at_cap_lp: Future[OnDayLimit] | None
+) -> Judgement:
+    """The bound, and the on-day LP at the cap, waited for, if it was asked for."""
     limit = None
     lp_failed = False
     if at_cap_lp is not None:
-        observer.stage(
-            f"the most runs on their day under {cap_rounded_down:g}: the on-day LP at the cap"
+        run.observer.stage(
+            f"the most runs on their day under {_rounded_down(cap):g}: the on-day LP at the cap"
         )
         try:
             limit = at_cap_lp.result()
         except RuntimeError:  # out of time: the plan is left unjudged, not unmade
             lp_failed = True
-    # The cap the load must stay under is the cap rounded down, or when no plan can meet it,
-    # the bound (itself a whole number).
-    meetable = cap >= bound.value
-    target = cap_rounded_down if meetable else bound.value
-    return Judgement(bound, limit, lp_failed, target, meetable)
+    return Judgement(bound, limit, lp_failed, _target(cap, bound), cap >= bound.value)
 
 
-def _fine_lp_ahead(
-    run: RebalanceRun, judgement: Judgement, cap: float, lp_thread: ThreadPoolExecutor
-) -> Future[OnDayLimit | None] | None:
-    """The quarter-hour LP a plan over the target would want, started beside the first plan
-    when it is wanted (and the safety deadline leaves it time); it tells the observer nothing
-    but that it solves."""
+def _fine_wanted(judgement: Judgement, cap: float) -> bool:
+    """Whether a plan over the target would want the quarter-hour LP (`lp_plans.fine_wanted`)."""
     if judgement.limit is not None:
         lowest = judgement.limit.lowest
     else:
         lowest = judgement.bound.value if cap < judgement.bound.value else 0.0
-    if judgement.lp_failed or not fine_wanted(judgement.target, lowest):
-        return None
-    if not run.uses("quarter_hour") or not fine_in_time(run):
-        return None
-    return lp_thread.submit(fine_limit, run.fleet, run.observer, run.deadline)
+    return not judgement.lp_failed and fine_wanted(judgement.target, lowest)
+
+
+def _fine_lp_ahead(
+    run: RebalanceRun,
+    cap: float,
+    bound: LowerBound,
+    at_cap_lp: Future[OnDayLimit] | None,
+    lp_thread: ThreadPoolExecutor,
+) -> Future[OnDayLimit | None]:
+    """The quarter-hour LP a plan over the target would want, solved in the LP thread beside
+    the first plan once the LP at the cap says it is wanted (else None); it tells the
+    observer nothing but that it solves."""
+
+    def solve_if_wanted() -> OnDayLimit | None:
+        limit, lp_failed = None, False
+        if at_cap_lp is not None:
+            # The LP thread takes its tasks in turn: the LP at the cap is solved by now.
+            try:
+                limit = at_cap_lp.result()
+            except RuntimeError:
+                lp_failed = True
+        judgement = Judgement(bound, limit, lp_failed, _target(cap, bound), cap >= bound.value)
+        wanted = _fine_wanted(judgement, cap) and "quarter_hour" not in run.disabled
+        if not wanted or not fine_in_time(run):
+            return None
+        return fine_limit(run.fleet, run.observer, run.deadline)
+
+    return lp_thread.submit(solve_if_wanted)
 
 
 def _better_plan(

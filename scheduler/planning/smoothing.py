@@ -49,6 +49,9 @@ DURATION_SPREAD = 0.5
 #: the spread, then 3/4, 1/2 and 1/4 until the next ones, then nothing; about the chance that it
 #: is still in flight.
 _TAIL = ((0.125, 1.0), (0.375, 0.75), (0.625, 0.5), (0.875, 0.25))
+#: Tenants of at least this many runs have the minutes their runs start on counted once and
+#: kept up to date, not counted afresh for each of their runs moved.
+_KEPT_FROM = 1000
 
 
 def _tail_spans(lengths: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
@@ -113,6 +116,7 @@ class _Costs:
         self.days, self.lengths, self.tenants = fleet.days, fleet.lengths, fleet.tenants
         self.by_tenant = np.argsort(fleet.tenants, kind="stable")
         self.sorted_tenants = fleet.tenants[self.by_tenant]
+        self.tenant_starts: dict[int, np.ndarray] = {}
         self.ceiling, self.scale = ceiling, scale
         self.steps: dict[int, list[tuple[int, int, float]]] = {}
         self.shapes: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = {}
@@ -175,22 +179,32 @@ class _Costs:
         return int(ties[0]) if ties.size == 1 else int(ties[self.rng.integers(ties.size)])
 
     def _costs(
-        self, planned: np.ndarray, expected: np.ndarray, top: np.ndarray, count: int, length: int
+        self,
+        planned: np.ndarray,
+        expected: np.ndarray,
+        top: np.ndarray,
+        count: int,
+        length: int,
+        period: int = WEEK_BINS,
     ) -> np.ndarray:
         """Per start s < count: the weight a run of `length` adds from s on (`planned` and
         `expected` weights per bin from the first start), inf where the planned load `top` has
-        no room for it."""
+        no room for it. A run repeated every `period` bins (a daily one) and longer than that
+        overlaps its own repeats: the first `length - k * period` bins from its start carry
+        k + 1 of them, and need room for as many."""
         summed = np.concatenate(([0.0], np.cumsum(planned)))
         cost = summed[length : length + count] - summed[:count]
         summed = np.concatenate(([0.0], np.cumsum(expected)))
         for offset, width, weight in self._steps(length):
             end = offset + width
             cost += weight * (summed[end : end + count] - summed[offset : offset + count])
-        full = top + 1 > self.ceiling + 1e-9
-        if not full.any():
-            return cost
-        blocked = np.concatenate(([0], np.cumsum(full)))
-        return np.where(blocked[length : length + count] - blocked[:count] > 0, np.inf, cost)
+        blocked = np.zeros(count, dtype=bool)
+        for copies, span in enumerate(range(length, 0, -period), start=1):
+            full = top + copies > self.ceiling + 1e-9
+            if full.any():
+                over = np.concatenate(([0], np.cumsum(full)))
+                blocked |= over[span : span + count] - over[:count] > 0
+        return np.where(blocked, np.inf, cost) if blocked.any() else cost
 
     def _reach(self, length: int) -> int:
         offset, width, _ = self._steps(length)[-1]
@@ -229,18 +243,48 @@ class _Costs:
         fewest do (none, unless the tenant is big), so that one tenant's runs are not stacked
         on one minute: the step of the load at a busy day's first minute would otherwise gather
         a big tenant's runs there."""
-        tenant = self.tenants[i]
-        lo, hi = np.searchsorted(self.sorted_tenants, [tenant, tenant + 1])
-        others = self.by_tenant[lo:hi]
-        others = others[others != i]
-        if others.size == 0:
+        starts = self._tenant_starts(int(self.tenants[i]))
+        if starts is None:
             return
-        minutes = self.slots[others] // BIN_S
-        daily = self.days[others] == DAILY
-        starts = np.concatenate((minutes[~daily], daily_starts(minutes[daily])))
-        at = (starts - first) % period
-        taken = np.bincount(at[at < cost.size], minlength=cost.size)
+        own = self._starts_of(np.array([i]))
+        if period == DAY_BINS:
+            starts = starts.reshape(7, DAY_BINS).sum(axis=0)
+            own %= DAY_BINS
+        taken = starts.take(np.arange(first, first + cost.size) % period)
+        at = (own - first) % period
+        np.subtract.at(taken, at[at < cost.size], 1)
         cost[taken > taken.min()] = np.inf
+
+    def _tenant_starts(self, tenant: int) -> np.ndarray | None:
+        """How many of `tenant`'s runs start at each minute of the week; None for a tenant of
+        one run. A big tenant's count is kept and updated as its runs move (`_moved`), since
+        counting its runs afresh for each move would take longer than the move."""
+        starts = self.tenant_starts.get(tenant)
+        if starts is not None:
+            return starts
+        lo, hi = np.searchsorted(self.sorted_tenants, [tenant, tenant + 1])
+        if hi - lo <= 1:
+            return None
+        starts = np.bincount(self._starts_of(self.by_tenant[lo:hi]), minlength=WEEK_BINS)
+        if hi - lo >= _KEPT_FROM:
+            self.tenant_starts[tenant] = starts
+        return starts
+
+    def _starts_of(self, runs: np.ndarray) -> np.ndarray:
+        """The minutes of the week `runs` start on, a daily run's seven."""
+        minutes = self.slots[runs] // BIN_S
+        daily = self.days[runs] == DAILY
+        return np.concatenate((minutes[~daily], daily_starts(minutes[daily])))
+
+    def _moved(self, i: int, old: int, new: int) -> None:
+        """Run `i` moved from start `old` to `new`: its tenant's kept count follows."""
+        starts = self.tenant_starts.get(int(self.tenants[i]))
+        if starts is None or new == old:
+            return
+        daily = self.days[i] == DAILY
+        olds, news = (daily_starts(np.array([t])) if daily else t for t in (old, new))
+        np.subtract.at(starts, olds, 1)
+        np.add.at(starts, news, 1)
 
     def _settle(self, i: int, old: int, length: int, first: int, cost: np.ndarray) -> int:
         """Put run `i` (taken out of the load) at the cheapest start if cheaper than `old`."""
@@ -250,6 +294,7 @@ class _Costs:
         if here >= cost.size or cost[best] < cost[here] * (1 - 1e-9):
             new = (first + best) % WEEK_BINS
         self.slots[i] = new * BIN_S
+        self._moved(i, old, new)
         self._add(new, length, 1.0)
         return int(new != old)
 
@@ -260,11 +305,12 @@ class _Costs:
         planned = self.planned_weight.reshape(7, DAY_BINS).sum(axis=0)
         expected = self.expected_weight.reshape(7, DAY_BINS).sum(axis=0)
         top = self.load.reshape(7, DAY_BINS).max(axis=0)
-        cost = self._costs(planned[wrap], expected[wrap], top[wrap], DAY_BINS, length)
+        cost = self._costs(planned[wrap], expected[wrap], top[wrap], DAY_BINS, length, DAY_BINS)
         self._keep_apart(i, cost, 0, DAY_BINS)
         best = self._cheapest(cost)
         new = best if cost[best] < cost[old] * (1 - 1e-9) else old
         self.slots[i] = new * BIN_S
+        self._moved(i, old, new)
         self._add(new, length, 1.0, daily=True)
         return int(new != old)
 

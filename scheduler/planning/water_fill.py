@@ -13,10 +13,10 @@ from scheduler.planning.week import (
     SPILL_BINS,
     WEEK_BINS,
     WINDOW_BINS,
+    add_daily_spans,
     add_spans,
     cyclic_window_max,
     daily_fold,
-    daily_starts,
     window_first_bin,
 )
 
@@ -95,7 +95,7 @@ def _fill_daily(
             break
         lowest = spaced(np.flatnonzero(highest <= level), width, DAY_BINS, rng)
         picks = _thin(lowest, remaining)
-        add_spans(load, daily_starts(picks), length)
+        add_daily_spans(load, picks, length)
         placed.append(picks)
         remaining -= picks.size
     return placed

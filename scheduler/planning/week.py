@@ -63,6 +63,13 @@ def add_spans(
     if start.size == 0:
         return
     end = start + np.broadcast_to(np.asarray(length, dtype=np.int64), start.shape)
+    first, reach = int(start.min()), int(end.max())
+    if reach - first <= WEEK_BINS // 2:
+        # Spans within a stretch of the week (one day's runs) are counted over it alone.
+        diff = np.bincount(start - first, minlength=reach - first + 1).astype(np.float64)
+        diff -= np.bincount(end - first, minlength=reach - first + 1)
+        load[np.arange(first, reach) % WEEK_BINS] += weight * np.cumsum(diff[: reach - first])
+        return
     wraps = end > WEEK_BINS
     diff = np.bincount(start, minlength=WEEK_BINS + 1).astype(np.float64)
     diff -= np.bincount(np.minimum(end, WEEK_BINS), minlength=WEEK_BINS + 1)
@@ -70,6 +77,24 @@ def add_spans(
         diff[0] += np.count_nonzero(wraps)
         diff -= np.bincount(end[wraps] - WEEK_BINS, minlength=WEEK_BINS + 1)
     load += weight * np.cumsum(diff[:WEEK_BINS])
+
+
+def add_daily_spans(
+    load: np.ndarray, time_of_day: np.ndarray, length: np.ndarray | int, weight: float = 1.0
+) -> None:
+    """Add `weight` over [t, t + length) bins from each time of day t on all seven days: what
+    `add_spans` adds for their `daily_starts`, counted over one day."""
+    start = np.asarray(time_of_day, dtype=np.int64) % DAY_BINS
+    if start.size == 0:
+        return
+    end = start + np.broadcast_to(np.asarray(length, dtype=np.int64), start.shape)
+    reach = int(end.max())
+    diff = np.bincount(start, minlength=reach + 1).astype(np.float64)
+    diff -= np.bincount(end, minlength=reach + 1)
+    # What runs past the day's end is in flight at the same minutes of the days after.
+    covered = np.zeros(-(-reach // DAY_BINS) * DAY_BINS)
+    covered[:reach] = np.cumsum(diff[:reach])
+    load.reshape(7, DAY_BINS)[:] += weight * covered.reshape(-1, DAY_BINS).sum(axis=0)
 
 
 def daily_starts(time_of_day_bin: np.ndarray) -> np.ndarray:

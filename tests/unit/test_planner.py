@@ -391,8 +391,8 @@ def test_a_rebalance_says_what_it_does_as_each_stage_starts() -> None:
     heard = told.stages
     plan = rebalance(days, durations, tenants, np.full(days.size, -1), cap, observer=told)
     assert heard[0] == "the lower bound: an LP over the hours of the week"
-    assert heard[1] == f"the most runs on their day under {cap:g}: the on-day LP at the cap"
-    assert heard[2] == f"placing 1,000 schedules day by day under {cap:g}"
+    assert heard[1] == f"placing 1,000 schedules day by day under {cap:g}"
+    assert heard[2] == f"the most runs on their day under {cap:g}: the on-day LP at the cap"
     assert heard[3].startswith("the day-by-day plan peaks at ")
     assert any(line.startswith("following the on-day LP's starts at a cap of") for line in heard)
     assert plan.peak <= cap + 1
@@ -445,6 +445,25 @@ def test_smoothing_spreads_packed_runs_over_their_day_and_keeps_them_on_it() -> 
     assert_slots_allowed(days, plan.slots)
     assert np.bincount(plan.slots[weekly] // 60).max() <= 3
     assert tenant_stacking(fleet, plan.slots) == 1
+
+
+def test_smoothing_never_takes_the_load_above_its_ceiling() -> None:
+    """A daily run of a day and a half overlaps its own next run for twelve hours. At 12:00 it
+    meets two afternoon runs every day (load 4, the ceiling); its overlap would weigh least on
+    the mornings, quiet but for Monday's three runs: there it would make 5. It has no room to
+    move and stays."""
+    half_day = DAY_S // 2
+    days = np.array([DAILY] + [d for d in range(7) for _ in range(2)] + [0] * 3, dtype=np.int8)
+    durations = np.array([3.0 * half_day] + [half_day] * 17)
+    slots = np.array(
+        [half_day] + [d * DAY_S + half_day for d in range(7) for _ in range(2)] + [0] * 3
+    )
+    fleet, _ = read_fleet(days, durations, np.arange(days.size), slots)
+    plan = Plan(slots.copy(), planned_load(days, durations, slots))
+    assert plan.peak == 4
+    smooth_load(plan, fleet, np.array([0]), plan.peak, np.random.default_rng(0), 100)
+    assert plan.peak == 4
+    assert np.array_equal(plan.load, planned_load(days, durations, plan.slots))
 
 
 def test_with_room_the_plan_leaves_room_for_images_that_run_long() -> None:
