@@ -425,6 +425,11 @@ def past_deadline(now: dt.datetime) -> sa.ColumnElement[bool]:
     return Run.deadline_at < now
 
 
+def is_past_deadline(run: Run, now: dt.datetime) -> bool:
+    """`past_deadline` for a run already loaded, and locked by whoever asks."""
+    return run.deadline_at is not None and run.deadline_at < now
+
+
 def time_out(
     session: orm.Session, now: dt.datetime, *where: sa.ColumnElement[bool]
 ) -> list[tuple[str, str]]:

@@ -31,7 +31,7 @@ from common.db import transaction
 from common.images import image_metadata, image_name, images_to_delete, is_scheduled_image_of
 from common.logging import log_context
 from common.models import Run, Schedule
-from common.runs import Reason, RunState, end, move, time_out, wait_again
+from common.runs import Reason, RunState, end, is_past_deadline, move, time_out, wait_again
 from workers import metrics
 from workers.runtime import Runtime
 
@@ -327,11 +327,7 @@ def _settle(
         why = "the image ended in ERROR"
         _attempt_failed(rt, run, now, Reason.IMAGE_ERROR, why, outcome, batch.hooked)
     # The row is locked by this poll: its deadline read here is the one to judge.
-    elif (
-        run.deadline_at is not None
-        and run.deadline_at < now
-        and time_out(session, now, Run.id == run.id)
-    ):
+    elif is_past_deadline(run, now) and time_out(session, now, Run.id == run.id):
         metrics.observe_run_end(run, now)
         outcome.prune.append((run.tenant_id, run.server_id))
         outcome.freed += 1

@@ -25,6 +25,7 @@ from common.runs import (
     end_matching,
     in_order,
     in_states,
+    is_past_deadline,
     move,
     moving,
     sources,
@@ -199,6 +200,15 @@ def test_only_runs_in_flight_past_their_deadline_time_out(sessions) -> None:
     assert run.error == f"slow; {TIMED_OUT_ERROR}"
     assert states_of(sessions)[on_time] == "creating"
     assert deadline(NOW, 90) == NOW + dt.timedelta(seconds=90)
+
+
+def test_a_loaded_run_is_past_its_deadline_as_the_statement_says() -> None:
+    """A poll judges the run it holds in Python before it asks for the time-out statement:
+    the same rule, the deadline itself not yet past, no deadline never past."""
+    second = dt.timedelta(seconds=1)
+    assert is_past_deadline(Run(deadline_at=NOW - second), NOW)
+    assert not is_past_deadline(Run(deadline_at=NOW), NOW)
+    assert not is_past_deadline(Run(deadline_at=None), NOW)
 
 
 def test_in_states_selects_exactly_those_states(sessions) -> None:
