@@ -64,15 +64,19 @@ WEBHOOK_BUDGET_S = 60.0
 
 @app.task(name="si.tick", **DB_RETRY)
 def tick() -> dict:
-    """Due schedules become runs; waiting runs are admitted; due polls are published."""
+    """Due polls are published; due schedules become runs; waiting runs are admitted.
+
+    Polls first: a finished image holds its place under the cap until a poll sees it, so
+    its poll should not wait for the runs made and admitted in the same tick.
+    """
     rt = runtime()
-    made = _make_due_runs(rt)
     with transaction(rt.sessions) as session:
         polls = ticking.due_polls(
             session, rt.clock(), rt.settings.poll_interval_s, lease_s=rt.settings.lease_s
         )
-    admitted = admit_and_publish(rt)
     publish_polls(polls)
+    made = _make_due_runs(rt)
+    admitted = admit_and_publish(rt)
     summary = {"runs_made": made, "admitted": len(admitted), "polls": len(polls)}
     if any(summary.values()):
         log.info("tick", extra=summary)
