@@ -20,10 +20,10 @@ HOST = "127.0.0.1"
 POOLS_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 #: Real seconds between ticks: the tick's granularity is this times the speed, simulated.
-TICK_INTERVAL_S = 0.2
+TICK_INTERVAL_S = 0.1
 #: Real seconds a create may go unseen before the tick publishes it again: the lease is in
 #: simulated seconds, and must outlast a create's real latency at any speed.
-LEASE_REAL_S = 5.0
+LEASE_REAL_S = 2.5
 #: Real seconds a run may stay in flight before it times out, at the least: a killed pool's
 #: lease, a restarted Redis and a loaded machine must fit in it at any speed.
 RUN_TIMEOUT_REAL_S = 30.0
